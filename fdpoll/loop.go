@@ -1,0 +1,421 @@
+package fdpoll
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// A Loop is one event loop: a goroutine, a poller (epoll or kqueue), a timer
+// heap and a queue of work posted from other goroutines. Every fd and every
+// task belongs to exactly one loop and is only touched on its goroutine.
+//
+// One iteration of a loop (1) waits on the poller with the next timer as the
+// timeout, (2) runs ready callbacks and resumes ready tasks, then (3) flushes
+// every connection that gained output during the iteration, so one write
+// syscall carries the output of many tasks.
+type Loop struct {
+	group  *Group
+	index  int
+	poller poller
+
+	// Guarded by mu: work posted from other goroutines.
+	mu       sync.Mutex
+	posted   []item
+	sleeping bool // in, or about to enter, a blocking poll
+	exited   bool
+
+	// Who runs on the loop: its own goroutine (loopG) or the coroutine of
+	// task cur. curG is the identity of the coroutine that ran last; it is
+	// only stored when it changes, and a coroutine that ran last but is
+	// suspended cannot be calling, so "on the loop" is: loopG or curG.
+	// Other goroutines read both to learn that they are not on the loop.
+	loopG atomic.Uintptr
+	curG  atomic.Uintptr
+	cur   *task
+
+	// Loop-only state.
+	runq    []item
+	head    int
+	spare   []item
+	timers  timerHeap
+	live    *task // started, unfinished tasks
+	ntasks  int
+	coros   []*coro
+	fds     []fdOwner // by fd number
+	dirty   []*Conn   // output to flush at the end of the iteration
+	bufs    [][]byte  // recycled output buffers
+	closing bool
+	clean   bool // serve returned normally
+	done    chan struct{}
+}
+
+// An item is a unit of work for the loop: start or wake a task, or call fn.
+type item struct {
+	t   *task
+	gen uint32
+	src *futureCore // the future whose completion wakes t, if any
+	fn  func()
+}
+
+// An fdOwner is whatever owns a file descriptor registered with a loop's
+// poller: a Conn, a Listener, the watches of WaitFD.
+type fdOwner interface {
+	ready(ev Events) // readiness reported by the poller, on the loop
+	shutdown()       // the loop is closing: release the fd
+}
+
+// maxBatch bounds how many ready items one iteration runs before it polls
+// for I/O again, so tasks that keep waking each other cannot starve sockets.
+const maxBatch = 4096
+
+// maxIdleCoros bounds each loop's pool of finished coroutines.
+const maxIdleCoros = 1024
+
+func newLoop(g *Group, index int) (*Loop, error) {
+	l := &Loop{group: g, index: index, done: make(chan struct{})}
+	if err := l.poller.open(); err != nil {
+		return nil, fmt.Errorf("fdpoll: loop %d: %w", index, err)
+	}
+	return l, nil
+}
+
+// Group returns the group l belongs to.
+func (l *Loop) Group() *Group { return l.group }
+
+// Index returns l's position in its group.
+func (l *Loop) Index() int { return l.index }
+
+// Spawn starts fn as a task on l and returns a future that completes with
+// fn's error when it returns. fn's context is derived from ctx and is
+// cancelled when fn returns or the group closes. A panic in fn completes the
+// future with a *PanicError. Spawn may be called from any goroutine; on a
+// closed loop the future fails with ErrClosed.
+func (l *Loop) Spawn(ctx context.Context, fn func(ctx context.Context) error) *Future[struct{}] {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	t := &task{loop: l, fn: fn, parent: ctx}
+	l.schedule(item{t: t})
+	return &t.fut
+}
+
+// Post arranges for fn to run on l's goroutine, after whatever is running
+// now. It may be called from any goroutine and never blocks. fn must not
+// block; it cannot wait (use Spawn for code that waits). Functions posted to
+// a closed loop are dropped.
+func (l *Loop) Post(fn func()) { l.schedule(item{fn: fn}) }
+
+// LoopOf returns the loop of the task ctx belongs to, or nil if ctx does not
+// carry a task.
+func LoopOf(ctx context.Context) *Loop {
+	if t := taskOf(ctx); t != nil {
+		return t.loop
+	}
+	return nil
+}
+
+// onLoop reports whether the caller runs on l (its goroutine or a task).
+func (l *Loop) onLoop() bool {
+	g := getg()
+	return g == l.curG.Load() || g == l.loopG.Load()
+}
+
+func (l *Loop) schedule(it item) {
+	if l.onLoop() {
+		l.runq = append(l.runq, it)
+		return
+	}
+	l.post(it)
+}
+
+// wakeTask schedules t to resume if it is still parked at generation gen.
+// It may be called from any goroutine.
+func (l *Loop) wakeTask(t *task, gen uint32) { l.schedule(item{t: t, gen: gen}) }
+
+// post queues it from another goroutine and wakes the loop if it sleeps.
+func (l *Loop) post(it item) {
+	l.mu.Lock()
+	if l.exited {
+		l.mu.Unlock()
+		dropItem(it)
+		return
+	}
+	l.posted = append(l.posted, it)
+	if l.sleeping {
+		l.sleeping = false
+		// Under mu, so the poller cannot be closed under the write.
+		l.poller.wake()
+	}
+	l.mu.Unlock()
+}
+
+// dropItem disposes of work that reached a loop after it exited.
+func dropItem(it item) {
+	if it.t != nil && !it.t.started {
+		it.t.complete(ErrClosed)
+	}
+}
+
+// serve is the loop goroutine.
+func (l *Loop) serve() {
+	defer l.afterServe()
+	l.loopG.Store(getg())
+	for {
+		n, err := l.poller.wait(l.pollTimeout())
+		if err != nil {
+			panic(fmt.Sprintf("fdpoll: loop %d: %v", l.index, err))
+		}
+		for i := 0; i < n; i++ {
+			fd, ev, ok := l.poller.event(i)
+			if ok && fd < len(l.fds) && l.fds[fd] != nil {
+				l.fds[fd].ready(ev)
+			}
+		}
+		l.takePosted()
+		l.fireTimers()
+		l.runReady()
+		l.flush()
+		if l.closing && l.ntasks == 0 && l.head == len(l.runq) {
+			l.exit()
+			return
+		}
+	}
+}
+
+// afterServe runs when serve ends. Normally that is the end of the loop; but
+// a task that calls runtime.Goexit unwinds through iter.Pull into the loop
+// goroutine, which must then be replaced for the loop to go on.
+func (l *Loop) afterServe() {
+	if l.clean {
+		return
+	}
+	l.curG.Store(0)
+	l.loopG.Store(0)
+	if t := l.cur; t != nil {
+		l.cur = nil
+		l.unlink(t)
+	}
+	go l.serve()
+}
+
+// pollTimeout returns how long the poller may block: not at all when work
+// is queued, else until the next timer (-1: no timer).
+func (l *Loop) pollTimeout() time.Duration {
+	if l.head < len(l.runq) || len(l.dirty) > 0 {
+		return 0
+	}
+	timeout := l.timerTimeout()
+	if timeout != 0 {
+		// About to block in the poller, holding this goroutine's P in a
+		// syscall. Goroutines this loop made runnable (a blocked Await
+		// woken, a channel send) sit in that P's run queue until the
+		// runtime retakes it, which can take milliseconds: let them run
+		// first. They may post work, so look again afterwards.
+		runtime.Gosched()
+		if l.head < len(l.runq) {
+			return 0
+		}
+		timeout = l.timerTimeout()
+	}
+	l.mu.Lock()
+	if len(l.posted) > 0 {
+		timeout = 0
+	} else if timeout != 0 {
+		l.sleeping = true
+	}
+	l.mu.Unlock()
+	return timeout
+}
+
+func (l *Loop) takePosted() {
+	l.mu.Lock()
+	l.sleeping = false
+	batch := l.posted
+	l.posted = l.spare[:0]
+	l.mu.Unlock()
+	l.runq = append(l.runq, batch...)
+	clear(batch)
+	l.spare = batch[:0]
+}
+
+// runReady runs queued items, including ones queued while it runs, up to
+// maxBatch.
+func (l *Loop) runReady() {
+	for budget := maxBatch; budget > 0 && l.head < len(l.runq); budget-- {
+		it := l.runq[l.head]
+		l.runq[l.head] = item{}
+		l.head++
+		l.dispatch(it)
+	}
+	if l.head == len(l.runq) {
+		l.runq, l.head = l.runq[:0], 0
+	} else if l.head > len(l.runq)/2 {
+		n := copy(l.runq, l.runq[l.head:])
+		clear(l.runq[n:])
+		l.runq, l.head = l.runq[:n], 0
+	}
+}
+
+func (l *Loop) dispatch(it item) {
+	switch t := it.t; {
+	case it.fn != nil:
+		it.fn()
+	case !t.started:
+		l.start(t)
+	case t.parked && (it.gen == anyGen || it.gen == t.gen):
+		t.parked = false
+		t.wokeBy = it.src
+		if t.gen++; t.gen == anyGen {
+			t.gen = 0
+		}
+		l.switchTo(t)
+	}
+}
+
+func (l *Loop) start(t *task) {
+	if l.closing {
+		t.complete(ErrClosed)
+		return
+	}
+	t.started = true
+	ctx, cancel := context.WithCancel(t.parent)
+	t.ctx = taskCtx{Context: ctx, t: t}
+	t.cancel = cancel
+	t.parent = nil
+	t.nextLive = l.live
+	if l.live != nil {
+		l.live.prevLive = t
+	}
+	l.live = t
+	l.ntasks++
+
+	var c *coro
+	if n := len(l.coros); n > 0 {
+		c = l.coros[n-1]
+		l.coros[n-1] = nil
+		l.coros = l.coros[:n-1]
+	} else {
+		c = newCoro(l)
+	}
+	c.job = t
+	t.co = c
+	l.switchTo(t)
+}
+
+// switchTo runs t's coroutine until it parks or finishes.
+func (l *Loop) switchTo(t *task) {
+	l.cur = t
+	if g := t.co.g; g != 0 && l.curG.Load() != g {
+		l.curG.Store(g)
+	}
+	t.co.next()
+	l.cur = nil
+	if t.finished {
+		l.unlink(t)
+		if c := t.co; !c.dead {
+			if len(l.coros) < maxIdleCoros && !l.closing {
+				l.coros = append(l.coros, c)
+			} else {
+				l.stopCoro(c)
+			}
+		}
+		t.co = nil
+	}
+}
+
+// stopCoro ends an idle coroutine's goroutine. Its identity must stop
+// counting as "on the loop" first: the runtime may reuse it.
+func (l *Loop) stopCoro(c *coro) {
+	if l.curG.Load() == c.g {
+		l.curG.Store(0)
+	}
+	c.stop()
+}
+
+func (l *Loop) unlink(t *task) {
+	if t.prevLive != nil {
+		t.prevLive.nextLive = t.nextLive
+	} else {
+		l.live = t.nextLive
+	}
+	if t.nextLive != nil {
+		t.nextLive.prevLive = t.prevLive
+	}
+	t.prevLive, t.nextLive = nil, nil
+	l.ntasks--
+}
+
+// register makes o the owner of fd on l's poller. It must be called on l.
+func (l *Loop) register(fd int, o fdOwner, poll bool) error {
+	if poll {
+		if err := l.poller.register(fd); err != nil {
+			return err
+		}
+	}
+	for fd >= len(l.fds) {
+		l.fds = append(l.fds, nil)
+	}
+	l.fds[fd] = o
+	return nil
+}
+
+// deregister removes fd from l before it is closed. It must be called on l.
+func (l *Loop) deregister(fd int, poll bool) {
+	if poll {
+		l.poller.deregister(fd)
+	}
+	if fd < len(l.fds) {
+		l.fds[fd] = nil
+	}
+}
+
+// beginClose starts shutting l down: every task's context is cancelled, every
+// parked task is woken (its waits now fail with ErrClosed) and every fd is
+// released. The loop exits once its last task returns.
+func (l *Loop) beginClose() {
+	if l.closing {
+		return
+	}
+	l.closing = true
+	for t := l.live; t != nil; t = t.nextLive {
+		t.cancel()
+		if t.parked {
+			l.runq = append(l.runq, item{t: t, gen: anyGen})
+		}
+	}
+	for _, o := range l.fds {
+		if o != nil {
+			o.shutdown()
+		}
+	}
+}
+
+func (l *Loop) exit() {
+	for _, o := range l.fds {
+		if o != nil {
+			o.shutdown()
+		}
+	}
+	l.fds = nil
+	for _, c := range l.coros {
+		l.stopCoro(c)
+	}
+	l.coros = nil
+	clear(l.timers)
+	l.timers = nil
+	l.mu.Lock()
+	l.exited = true
+	rest := l.posted
+	l.posted = nil
+	l.poller.close()
+	l.mu.Unlock()
+	for _, it := range rest {
+		dropItem(it)
+	}
+	l.clean = true
+	close(l.done)
+}

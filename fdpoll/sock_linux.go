@@ -1,0 +1,10 @@
+//go:build linux
+
+package fdpoll
+
+import "golang.org/x/sys/unix"
+
+// socket creates a non-blocking, close-on-exec socket.
+func socket(family, typ int) (int, error) {
+	return unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+}
