@@ -49,6 +49,7 @@ type Conn struct {
 	network string
 	laddr   net.Addr
 	raddr   net.Addr
+	dgram   bool // a connected datagram socket: Write sends at once
 
 	mu       sync.Mutex
 	closed   bool // Close called: no more reads or writes
@@ -166,6 +167,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 // mark, so a writer faster than the peer is held back and memory stays
 // bounded.
 func (c *Conn) Write(b []byte) (int, error) {
+	if c.dgram {
+		return c.writeDatagram(b)
+	}
 	var p parker
 	defer p.release()
 	written := 0
@@ -214,6 +218,52 @@ func (c *Conn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		if err != nil {
 			return written, c.opErr("write", err)
+		}
+	}
+}
+
+// writeDatagram sends b as one datagram, waiting only while the socket's
+// send buffer is full.
+func (c *Conn) writeDatagram(b []byte) (int, error) {
+	var p parker
+	defer p.release()
+	for {
+		c.mu.Lock()
+		if err := c.writable(); err != nil {
+			c.mu.Unlock()
+			return 0, err
+		}
+		deadline := c.wdl
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			c.mu.Unlock()
+			return 0, c.opErr("write", os.ErrDeadlineExceeded)
+		}
+		n, err := unix.Write(c.fd, b)
+		for err == unix.EINTR {
+			n, err = unix.Write(c.fd, b)
+		}
+		if err != unix.EAGAIN {
+			c.mu.Unlock()
+			if err != nil {
+				return 0, c.opErr("write", os.NewSyscallError("write", err))
+			}
+			return n, nil
+		}
+		if p.w == nil {
+			if p, err = newParker(c.loop); err != nil {
+				c.mu.Unlock()
+				return 0, c.opErr("write", err)
+			}
+		}
+		w := p.arm()
+		c.writers.push(w)
+		c.mu.Unlock()
+		err = p.wait(context.Background(), deadline)
+		c.mu.Lock()
+		c.writers.remove(w)
+		c.mu.Unlock()
+		if err != nil {
+			return 0, c.opErr("write", err)
 		}
 	}
 }

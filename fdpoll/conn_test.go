@@ -400,7 +400,7 @@ func TestDialErrors(t *testing.T) {
 			{"tcp", "localhost:80"},
 			{"tcp", "127.0.0.1"},
 			{"tcp4", "[::1]:80"},
-			{"udp", "127.0.0.1:53"},
+			{"ip", "127.0.0.1:53"},
 			{"unix", ""},
 		} {
 			if _, err := Await(ctx, Dial(ctx, tc.network, tc.addr)); err == nil {

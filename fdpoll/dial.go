@@ -7,15 +7,22 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
 )
 
 // Dial connects to address on the named network and returns a future of the
-// connection. Networks are "tcp", "tcp4", "tcp6" (address "ip:port" with a
-// numeric IP, as in "127.0.0.1:5432" or "[::1]:80"; resolve names first,
-// e.g. with dnsasync) and "unix" (a socket path).
+// connection. Networks are "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6"
+// (address "ip:port" with a numeric IP, as in "127.0.0.1:5432" or
+// "[::1]:53"; resolve names first, e.g. with dnsasync) and "unix" (a stream
+// socket path).
+//
+// A UDP Conn is connected: the kernel picks a random ephemeral source port
+// and delivers only datagrams from the dialled address and port. Each Write
+// sends one datagram at once (no buffering), and each Read returns one
+// datagram, truncated to the buffer.
 //
 // The connection belongs to the loop of ctx's task, or of the calling task,
 // or, called outside any task, to a loop of the default group. ctx bounds
@@ -37,7 +44,7 @@ func (l *Loop) Dial(ctx context.Context, network, address string) *Future[*Conn]
 	if err != nil {
 		return Failed[*Conn](&net.OpError{Op: "dial", Net: network, Err: err})
 	}
-	return spawnResult(l, ctx, func(ctx context.Context) (*Conn, error) {
+	return Call(l, ctx, func(ctx context.Context) (*Conn, error) {
 		c, err := l.connect(ctx, network, family, sa)
 		if err != nil {
 			return nil, &net.OpError{Op: "dial", Net: network, Addr: addrOf(network, sa), Err: err}
@@ -48,11 +55,16 @@ func (l *Loop) Dial(ctx context.Context, network, address string) *Future[*Conn]
 
 // connect runs in a task on l.
 func (l *Loop) connect(ctx context.Context, network string, family int, sa unix.Sockaddr) (*Conn, error) {
-	fd, err := socket(family, unix.SOCK_STREAM)
+	dgram := strings.HasPrefix(network, "udp")
+	typ := unix.SOCK_STREAM
+	if dgram {
+		typ = unix.SOCK_DGRAM
+	}
+	fd, err := socket(family, typ)
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
-	if family != unix.AF_UNIX {
+	if family != unix.AF_UNIX && !dgram {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
 	err = unix.Connect(fd, sa)
@@ -65,6 +77,7 @@ func (l *Loop) connect(ctx context.Context, network string, family int, sa unix.
 		unix.Close(fd)
 		return nil, err
 	}
+	c.dgram = dgram
 	if err := c.awaitConnect(ctx); err != nil {
 		c.mu.Lock()
 		c.closed = true
@@ -145,22 +158,23 @@ func sockaddr(network, address string) (int, unix.Sockaddr, error) {
 			return 0, nil, errors.New("empty unix socket path")
 		}
 		return unix.AF_UNIX, &unix.SockaddrUnix{Name: address}, nil
-	case "tcp", "tcp4", "tcp6":
+	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
 	default:
 		return 0, nil, net.UnknownNetworkError(network)
 	}
+	v4only, v6only := strings.HasSuffix(network, "4"), strings.HasSuffix(network, "6")
 	ap, err := netip.ParseAddrPort(address)
 	if err != nil {
 		return 0, nil, fmt.Errorf("%w: %q", errNotNumeric, address)
 	}
 	ip := ap.Addr()
-	if ip.Is4In6() && network != "tcp6" {
+	if ip.Is4In6() && !v6only {
 		ip = ip.Unmap()
 	}
 	switch {
-	case ip.Is4() && network != "tcp6":
+	case ip.Is4() && !v6only:
 		return unix.AF_INET, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ip.As4()}, nil
-	case ip.Is6() && network != "tcp4":
+	case ip.Is6() && !v4only:
 		sa := &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ip.As16()}
 		if zone := ip.Zone(); zone != "" {
 			ifi, err := net.InterfaceByName(zone)
@@ -176,17 +190,23 @@ func sockaddr(network, address string) (int, unix.Sockaddr, error) {
 
 // addrOf converts a socket address to a net.Addr.
 func addrOf(network string, sa unix.Sockaddr) net.Addr {
+	ipAddr := func(ip net.IP, port int, zone string) net.Addr {
+		if strings.HasPrefix(network, "udp") {
+			return &net.UDPAddr{IP: ip, Port: port, Zone: zone}
+		}
+		return &net.TCPAddr{IP: ip, Port: port, Zone: zone}
+	}
 	switch sa := sa.(type) {
 	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(sa.Addr[:]).To16(), Port: sa.Port}
+		return ipAddr(net.IP(sa.Addr[:]).To16(), sa.Port, "")
 	case *unix.SockaddrInet6:
-		a := &net.TCPAddr{IP: append(net.IP(nil), sa.Addr[:]...), Port: sa.Port}
+		zone := ""
 		if sa.ZoneId != 0 {
 			if ifi, err := net.InterfaceByIndex(int(sa.ZoneId)); err == nil {
-				a.Zone = ifi.Name
+				zone = ifi.Name
 			}
 		}
-		return a
+		return ipAddr(append(net.IP(nil), sa.Addr[:]...), sa.Port, zone)
 	case *unix.SockaddrUnix:
 		return &net.UnixAddr{Name: sa.Name, Net: network}
 	}

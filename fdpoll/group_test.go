@@ -19,8 +19,8 @@ func TestNewGroupSize(t *testing.T) {
 			t.Fatal("loop index or group wrong")
 		}
 	}
-	if Default() != Default() || Default().Len() != runtime.GOMAXPROCS(0) {
-		t.Fatal("Default is not one group of GOMAXPROCS loops")
+	if Default() != Default() || Default().Len() < 1 {
+		t.Fatal("Default is not one process-wide group")
 	}
 }
 

@@ -2,9 +2,11 @@ package fdpoll
 
 import "context"
 
-// spawnResult runs fn as a task on l and returns a future of its result. A
-// panic in fn, or a closed loop, fails the future.
-func spawnResult[T any](l *Loop, ctx context.Context, fn func(ctx context.Context) (T, error)) *Future[T] {
+// Call runs fn as a task on l and returns a future of its result: the way to
+// turn code that waits (reads a Conn, awaits other futures) into a future.
+// It may be called from any goroutine. A panic in fn fails the future with a
+// *PanicError; on a closed loop the future fails with ErrClosed.
+func Call[T any](l *Loop, ctx context.Context, fn func(ctx context.Context) (T, error)) *Future[T] {
 	f := NewFuture[T]()
 	if ctx == nil {
 		ctx = context.Background()
