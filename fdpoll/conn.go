@@ -2,6 +2,7 @@ package fdpoll
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -50,6 +51,7 @@ type Conn struct {
 	laddr   net.Addr
 	raddr   net.Addr
 	dgram   bool // a connected datagram socket: Write sends at once
+	rready  bool // no read has met EAGAIN since the last readable event
 
 	mu       sync.Mutex
 	closed   bool // Close called: no more reads or writes
@@ -65,7 +67,8 @@ type Conn struct {
 	rdl, wdl time.Time
 	wcalls   int // write syscalls made, for tests of coalescing
 
-	enqueue func() // adds c to the loop's flush list; allocated once
+	enqueue      func() // adds c to the loop's flush list; allocated once
+	whenReadable waiter // the callback of WhenReadable
 }
 
 const (
@@ -82,9 +85,30 @@ const (
 // newConn wraps a connected or connecting non-blocking socket and registers
 // it with l's poller. It must be called on l.
 func newConn(l *Loop, fd int, network string) (*Conn, error) {
-	c := &Conn{loop: l, fd: fd, network: network}
+	c := &Conn{loop: l, fd: fd, network: network, rready: true}
 	c.enqueue = func() { c.loop.dirty = append(c.loop.dirty, c) }
 	if err := l.register(fd, c, true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// NewConn takes ownership of fd, a connected stream socket (an accepted
+// connection, say), and returns it as a Conn of l. The fd is made
+// non-blocking and close-on-exec. NewConn may be called from any goroutine;
+// if it fails, fd is left open.
+func (l *Loop) NewConn(fd int, network string) (*Conn, error) {
+	if err := unix.SetNonblock(fd, true); err != nil {
+		return nil, os.NewSyscallError("setnonblock", err)
+	}
+	unix.CloseOnExec(fd)
+	c := &Conn{loop: l, fd: fd, network: network, rready: true}
+	c.enqueue = func() { c.loop.dirty = append(c.loop.dirty, c) }
+	if network != "unix" {
+		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	}
+	c.setAddrs()
+	if err := l.registerAnywhere(fd, c); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -142,6 +166,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			}
 			return n, nil
 		}
+		c.rready = false
 		if p.w == nil {
 			if p, err = newParker(c.loop); err != nil {
 				c.mu.Unlock()
@@ -158,6 +183,58 @@ func (c *Conn) Read(b []byte) (int, error) {
 		if err != nil {
 			return 0, c.opErr("read", err)
 		}
+	}
+}
+
+// ErrWouldBlock is returned by TryRead when no data is available yet.
+var ErrWouldBlock = errors.New("fdpoll: operation would block")
+
+// TryRead reads what is available without waiting: it returns 0 and
+// ErrWouldBlock when a Read would have to wait. Together with WhenReadable
+// it lets a server keep idle connections without a task per connection.
+func (c *Conn) TryRead(b []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, c.opErr("read", net.ErrClosed)
+	}
+	if !c.rdl.IsZero() && !time.Now().Before(c.rdl) {
+		return 0, c.opErr("read", os.ErrDeadlineExceeded)
+	}
+	if len(b) == 0 {
+		return 0, nil
+	}
+	n, err := unix.Read(c.fd, b)
+	for err == unix.EINTR {
+		n, err = unix.Read(c.fd, b)
+	}
+	switch {
+	case err == unix.EAGAIN:
+		c.rready = false
+		return 0, ErrWouldBlock
+	case err != nil:
+		return 0, c.opErr("read", os.NewSyscallError("read", err))
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// WhenReadable arranges for fn to run once, on c's loop, when c may be
+// readable: data or end of stream arrived, an error occurred, or c was
+// closed. It may run when a read would still block; call TryRead and
+// re-arm. fn must not wait (it runs outside any task; spawn one to wait).
+func (c *Conn) WhenReadable(fn func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.rready {
+		c.loop.schedule(item{fn: fn})
+		return
+	}
+	w := &c.whenReadable
+	w.fn, w.l = fn, c.loop
+	if !w.linked {
+		c.readers.push(w)
 	}
 }
 
@@ -355,6 +432,7 @@ func (c *Conn) ready(ev Events) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if ev&Readable != 0 {
+		c.rready = true
 		c.readers.wakeAll()
 	}
 	if ev&Writable != 0 {

@@ -136,13 +136,14 @@ func (l *Loop) schedule(it item) {
 // It may be called from any goroutine.
 func (l *Loop) wakeTask(t *task, gen uint32) { l.schedule(item{t: t, gen: gen}) }
 
-// post queues it from another goroutine and wakes the loop if it sleeps.
-func (l *Loop) post(it item) {
+// post queues it from another goroutine and wakes the loop if it sleeps. It
+// reports false, having disposed of it, if the loop has exited.
+func (l *Loop) post(it item) bool {
 	l.mu.Lock()
 	if l.exited {
 		l.mu.Unlock()
 		dropItem(it)
-		return
+		return false
 	}
 	l.posted = append(l.posted, it)
 	if l.sleeping {
@@ -151,6 +152,7 @@ func (l *Loop) post(it item) {
 		l.poller.wake()
 	}
 	l.mu.Unlock()
+	return true
 }
 
 // dropItem disposes of work that reached a loop after it exited.
@@ -363,6 +365,31 @@ func (l *Loop) register(fd int, o fdOwner, poll bool) error {
 	return nil
 }
 
+// registerAnywhere registers o as the owner of fd from any goroutine: at
+// once on the loop, else through a post. A registration that cannot happen
+// (a closed loop, a poller error) shuts o down, which closes fd.
+func (l *Loop) registerAnywhere(fd int, o fdOwner) error {
+	reg := func() {
+		if l.closing {
+			o.shutdown()
+			return
+		}
+		if err := l.register(fd, o, true); err != nil {
+			o.shutdown()
+		}
+	}
+	if l.onLoop() {
+		if l.closing {
+			return ErrClosed
+		}
+		return l.register(fd, o, true)
+	}
+	if !l.post(item{fn: reg}) {
+		return ErrClosed
+	}
+	return nil
+}
+
 // deregister removes fd from l before it is closed. It must be called on l.
 func (l *Loop) deregister(fd int, poll bool) {
 	if poll {
@@ -413,8 +440,15 @@ func (l *Loop) exit() {
 	l.posted = nil
 	l.poller.close()
 	l.mu.Unlock()
+	// Work posted before the exit: functions still run (on this goroutine,
+	// with the loop closing, so a registration closes its fd); tasks that
+	// never started fail with ErrClosed.
 	for _, it := range rest {
-		dropItem(it)
+		if it.fn != nil {
+			it.fn()
+		} else {
+			dropItem(it)
+		}
 	}
 	l.clean = true
 	close(l.done)

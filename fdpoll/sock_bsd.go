@@ -26,3 +26,21 @@ func socket(family, typ int) (int, error) {
 	}
 	return fd, nil
 }
+
+// accept accepts a connection as a non-blocking, close-on-exec socket.
+func accept(fd int) (int, error) {
+	syscall.ForkLock.RLock()
+	nfd, _, err := unix.Accept(fd)
+	if err == nil {
+		unix.CloseOnExec(nfd)
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return -1, err
+	}
+	return nfd, nil
+}

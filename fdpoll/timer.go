@@ -34,8 +34,8 @@ func (h *timerHeap) push(tm *timer) {
 
 func (h *timerHeap) remove(tm *timer) {
 	i := tm.idx
-	if i < 0 {
-		return
+	if i < 0 || i >= len(*h) || (*h)[i] != tm {
+		return // not in the heap (never added, fired or stopped)
 	}
 	last := len(*h) - 1
 	if i != last {
@@ -88,6 +88,47 @@ func (h timerHeap) down(i int) bool {
 		i = m
 	}
 	return i > start
+}
+
+// A Timer runs a function on its loop once its duration has passed. Timers
+// live in the loop's own heap: creating, stopping and resetting one costs no
+// syscall and no goroutine. All its methods must be called on its loop (in a
+// task or callback of that loop).
+type Timer struct {
+	l  *Loop
+	tm timer
+}
+
+// AfterFunc returns a Timer that calls fn on l after d. fn runs outside any
+// task and must not wait. It must be called on l.
+func (l *Loop) AfterFunc(d time.Duration, fn func()) *Timer {
+	l.mustBeOn("AfterFunc")
+	t := &Timer{l: l, tm: timer{fn: fn, idx: -1}}
+	t.Reset(d)
+	return t
+}
+
+// Stop prevents the timer from firing. It reports whether it was pending.
+func (t *Timer) Stop() bool {
+	t.l.mustBeOn("Timer.Stop")
+	pending := t.tm.idx >= 0
+	t.l.stopTimer(&t.tm)
+	return pending
+}
+
+// Reset makes the timer fire after d from now, whether or not it was
+// pending or had fired. It reports whether it was pending.
+func (t *Timer) Reset(d time.Duration) bool {
+	pending := t.Stop()
+	t.tm.when = mono() + int64(d)
+	t.l.timers.push(&t.tm)
+	return pending
+}
+
+func (l *Loop) mustBeOn(what string) {
+	if !l.onLoop() {
+		panic("fdpoll: " + what + " called off the timer's loop")
+	}
 }
 
 // addTimer schedules a timer on l. It must be called on l.
