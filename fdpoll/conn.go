@@ -358,6 +358,28 @@ func (c *Conn) writable() error {
 	return nil
 }
 
+// Flush tries to send buffered output now, without waiting for the end of
+// the loop iteration; what the socket does not take is sent later as usual.
+// Called off c's loop it only asks the loop to flush soon.
+// It returns the error a previous flush met, if any.
+func (c *Conn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.werr != nil {
+		return c.werr
+	}
+	if c.closed {
+		return c.opErr("write", net.ErrClosed)
+	}
+	if !c.loop.onLoop() {
+		// Buffers and fd lifetime belong to the loop: ask it.
+		c.queueFlush()
+		return nil
+	}
+	c.flushLocked()
+	return c.werr
+}
+
 // Buffered returns how many bytes of output wait to be sent.
 func (c *Conn) Buffered() int {
 	c.mu.Lock()

@@ -118,6 +118,11 @@ func LoopOf(ctx context.Context) *Loop {
 	return nil
 }
 
+// Current reports whether the caller runs on l: it is l's goroutine (a Post
+// or timer callback) or one of l's tasks. Loop-local state (a per-loop
+// cache, say) may be touched without locks exactly when it is true.
+func (l *Loop) Current() bool { return l.onLoop() }
+
 // onLoop reports whether the caller runs on l (its goroutine or a task).
 func (l *Loop) onLoop() bool {
 	g := getg()

@@ -1,0 +1,432 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/yieldio/yieldio/fdpoll"
+	"github.com/yieldio/yieldio/wsgiinput"
+)
+
+// maxPostHandlerRead is how much unread request body the server reads and
+// drops after a handler, to keep the connection; beyond it, it closes.
+const maxPostHandlerRead = 256 << 10
+
+// lingerBeforeClose is how long a closing connection keeps reading (and
+// dropping) input after its last response, so the client receives the
+// response instead of a reset.
+const lingerBeforeClose = 500 * time.Millisecond
+
+// A phase is where a connection is in its cycle; it decides what its timer
+// means.
+type phase uint8
+
+const (
+	phaseHead   phase = iota // waiting for (the rest of) a request head
+	phaseActive              // a handler runs or a response is being written
+	phaseIdle                // between requests
+	phaseClosed
+)
+
+// A conn is one client connection. All of its fields are touched only on
+// its loop, by its callbacks and its serving task.
+type conn struct {
+	s    *Server
+	ls   *loopState
+	l    *fdpoll.Loop
+	raw  *fdpoll.Conn
+	tlsc *tls.Conn
+	in   *wsgiinput.Input
+
+	ctx    context.Context // parent of request contexts; cancelled at close
+	cancel context.CancelFunc
+
+	phase    phase
+	running  bool // a task is serving the connection
+	served   int
+	hijacked bool
+	timer    *fdpoll.Timer
+	remote   string
+
+	body *wsgiinput.Body // of the request being served, if it has one
+
+	onReadable func()
+	serveFn    func(context.Context) error
+	timeoutFn  func()
+
+	prev, next *conn // in the loop's list
+}
+
+// newConn starts serving a connection just accepted on loop l.
+func (s *Server) newConn(l *fdpoll.Loop, raw *fdpoll.Conn) {
+	ls := s.loops[l.Index()]
+	c := &conn{s: s, ls: ls, l: l, raw: raw, remote: raw.RemoteAddr().String()}
+	c.onReadable = c.readable
+	c.serveFn = c.serve
+	c.timeoutFn = c.timedOut
+	reader := io.Reader(raw)
+	if s.tlsConfig != nil {
+		c.tlsc = tls.Server(raw, s.tlsConfig)
+		reader = c.tlsc
+	}
+	c.in = wsgiinput.NewInput(reader, s.maxHeaderBytes()+4096)
+	ctx := context.WithValue(ls.baseCtx, http.LocalAddrContextKey, raw.LocalAddr())
+	if s.ConnContext != nil {
+		ctx = s.ConnContext(ctx, raw)
+	}
+	c.ctx, c.cancel = context.WithCancel(ctx)
+	ls.add(c)
+	s.setState(c, http.StateNew)
+	c.phase = phaseHead
+	c.armTimer(s.headerTimeout())
+	if c.tlsc != nil {
+		c.startTask()
+		return
+	}
+	raw.WhenReadable(c.onReadable)
+}
+
+// readable runs on the loop when an idle connection may have input.
+func (c *conn) readable() {
+	if c.phase == phaseClosed || c.running || c.hijacked {
+		return
+	}
+	c.startTask()
+}
+
+func (c *conn) startTask() {
+	c.running = true
+	c.l.Spawn(c.ctx, c.serveFn)
+}
+
+// armTimer makes the connection's timer fire after d (none if d <= 0).
+func (c *conn) armTimer(d time.Duration) {
+	if d <= 0 {
+		if c.timer != nil {
+			c.timer.Stop()
+		}
+		return
+	}
+	if c.timer == nil {
+		c.timer = c.l.AfterFunc(d, c.timeoutFn)
+		return
+	}
+	c.timer.Reset(d)
+}
+
+// timedOut closes a connection whose header, idle or write time ran out.
+func (c *conn) timedOut() {
+	if c.phase == phaseClosed || c.hijacked {
+		return
+	}
+	c.close()
+}
+
+// errIdle means no complete request is buffered and the socket has nothing
+// more for now: the task gives the connection back to its readability
+// callback.
+var errIdle = errors.New("idle")
+
+// serve is the connection's task: it serves every request that can be read
+// now, then returns, leaving the connection to wait without a task.
+func (c *conn) serve(ctx context.Context) error {
+	defer func() { c.running = false }()
+	if c.tlsc != nil && c.served == 0 {
+		if err := c.tlsc.HandshakeContext(ctx); err != nil {
+			c.s.logf("server: TLS handshake error from %s: %v", c.remote, err)
+			c.close()
+			return nil
+		}
+	}
+	for {
+		h, err := c.readHead()
+		switch {
+		case err == errIdle:
+			c.in.Release()
+			c.raw.WhenReadable(c.onReadable)
+			return nil
+		case err != nil:
+			var re *requestError
+			if errors.As(err, &re) {
+				c.raw.Write(errorResponse(re))
+				c.closeAfterResponse()
+			} else {
+				c.close()
+			}
+			return nil
+		}
+		if !c.serveRequest(ctx, h) {
+			c.closeAfterResponse()
+			return nil
+		}
+		if c.hijacked {
+			return nil
+		}
+		c.served++
+		c.phase = phaseIdle
+		c.s.setState(c, http.StateIdle)
+		c.armTimer(c.s.idleTimeout())
+		if c.s.shuttingDown() {
+			c.closeAfterResponse()
+			return nil
+		}
+	}
+}
+
+// readHead returns the next request head, reading what the socket has
+// without waiting (a TLS connection waits, within its timer). It returns
+// errIdle when more input is needed and none is there, io.EOF when the client
+// closed between requests, or a *requestError.
+func (c *conn) readHead() (*head, error) {
+	for {
+		buf := c.in.Buffered()
+		start, end, lineEnd := findHead(buf)
+		if end > 0 {
+			text := string(buf[start:end])
+			c.in.Discard(end)
+			h, err := parseHead(text)
+			if err != nil {
+				return nil, err
+			}
+			return h, nil
+		}
+		if len(buf)-start > c.s.maxHeaderBytes() {
+			if lineEnd == 0 {
+				return nil, &requestError{code: http.StatusRequestURITooLong, reason: "request line too long"}
+			}
+			return nil, &requestError{code: http.StatusRequestHeaderFieldsTooLarge, reason: "request header too large"}
+		}
+		space := c.in.Space()
+		if len(space) == 0 {
+			return nil, &requestError{code: http.StatusRequestHeaderFieldsTooLarge, reason: "request header too large"}
+		}
+		var n int
+		var err error
+		if c.tlsc != nil {
+			err = c.in.Fill()
+		} else {
+			n, err = c.raw.TryRead(space)
+			c.in.Commit(n)
+		}
+		switch {
+		case err == fdpoll.ErrWouldBlock:
+			return nil, errIdle
+		case err == io.EOF && len(c.in.Buffered()) == 0:
+			return nil, io.EOF
+		case err != nil:
+			return nil, err
+		}
+		if c.phase == phaseIdle {
+			// The first bytes of the next request: the header clock starts.
+			c.phase = phaseHead
+			c.armTimer(c.s.headerTimeout())
+		}
+	}
+}
+
+// serveRequest runs the handler for one request and completes the
+// response. It reports whether the connection may serve another request.
+func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
+	req, rerr := c.newRequest(h)
+	if rerr != nil {
+		c.raw.Write(errorResponse(rerr))
+		return false
+	}
+	c.phase = phaseActive
+	c.s.setState(c, http.StateActive)
+	c.armTimer(c.s.WriteTimeout)
+	if rt := c.s.ReadTimeout; rt > 0 {
+		c.raw.SetReadDeadline(time.Now().Add(rt))
+	}
+
+	// The first request of a task uses the task's own context; a pipelined
+	// one gets a context of its own, cancelled when its handler returns.
+	ctx := taskCtx
+	if c.served > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(taskCtx)
+		defer cancel()
+	}
+	req = req.WithContext(ctx)
+
+	w := &response{
+		c:          c,
+		req:        req,
+		wantsClose: h.close,
+		wants10KA:  h.minor == 0 && h.keepAlive,
+		isHead:     req.Method == http.MethodHead,
+		expect100:  h.expect100 && c.body != nil,
+	}
+	if !req.ProtoAtLeast(1, 1) && !h.keepAlive {
+		w.closeAfter = true
+	}
+	if c.body != nil && w.expect100 {
+		c.body.BeforeWait(w.sendContinue)
+	}
+	if c.body != nil && c.s.MaxRequestBodyBytes > 0 && h.length > c.s.MaxRequestBodyBytes {
+		w.closeAfter = true
+		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+	} else {
+		c.runHandler(w, req)
+	}
+	if w.hijacked {
+		return false
+	}
+	if c.body != nil && !w.wroteHeader {
+		var tooBig *http.MaxBytesError
+		if errors.As(c.body.Err(), &tooBig) {
+			w.closeAfter = true
+			http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
+		}
+	}
+	w.finish()
+	if c.s.ReadTimeout > 0 {
+		c.raw.SetReadDeadline(time.Time{})
+	}
+	keep := !w.closeAfter && w.err == nil
+	if c.body != nil {
+		// A body that is not fully read, or that a leftover goroutine of
+		// the handler still reads, leaves no reliable next message.
+		if c.body.Busy() || !c.body.Done() {
+			keep = false
+		}
+		c.body.Close()
+		c.body = nil
+	}
+	return keep
+}
+
+// drainBody reads what remains of the request body before the response
+// head goes out, as net/http does, so the connection can be kept. It
+// decides to close instead when too much remains or the body is broken.
+func (c *conn) drainBody(w *response) {
+	b := c.body
+	if b == nil || b.Done() {
+		return
+	}
+	if b.Busy() {
+		w.closeAfter = true
+		return
+	}
+	done, err := b.Discard(maxPostHandlerRead)
+	if !done || err != nil {
+		w.closeAfter = true
+	}
+}
+
+// runHandler calls the handler, turning a panic into a 500 (if nothing was
+// sent yet), a log line and a closed connection.
+func (c *conn) runHandler(w *response, req *http.Request) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				c.s.logf("server: panic serving %s: %v\n%s", c.remote, p, debug.Stack())
+			}
+			w.closeAfter = true
+			if !w.wroteHeader && !w.hijacked {
+				w.handlerHeader = nil
+				http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
+			}
+		}
+	}()
+	c.s.handler().ServeHTTP(w, req)
+}
+
+// closeAfterResponse shuts the sending side once the response is flushed,
+// keeps reading (and dropping) for a moment so the client is not reset
+// before it reads the response, then closes.
+func (c *conn) closeAfterResponse() {
+	if c.phase == phaseClosed || c.hijacked {
+		return
+	}
+	if c.tlsc != nil {
+		c.tlsc.CloseWrite()
+	}
+	c.raw.CloseWrite()
+	c.phase = phaseClosed
+	c.ls.remove(c)
+	c.cancel()
+	c.s.setState(c, http.StateClosed)
+	c.in.Release()
+	deadline := c.l.AfterFunc(lingerBeforeClose, func() { c.raw.Close() })
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	var drop func()
+	var scratch [512]byte
+	drop = func() {
+		for {
+			_, err := c.raw.TryRead(scratch[:])
+			if err == fdpoll.ErrWouldBlock {
+				c.raw.WhenReadable(drop)
+				return
+			}
+			if err != nil {
+				deadline.Stop()
+				c.raw.Close()
+				return
+			}
+		}
+	}
+	c.raw.WhenReadable(drop)
+}
+
+// close closes the connection at once.
+func (c *conn) close() {
+	if c.phase == phaseClosed {
+		return
+	}
+	c.phase = phaseClosed
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.ls.remove(c)
+	c.cancel()
+	c.raw.Close()
+	c.in.Release()
+	c.s.setState(c, http.StateClosed)
+}
+
+// hijack gives the connection away and returns it with the input the
+// server had already read.
+func (c *conn) hijack() (net.Conn, []byte) {
+	c.hijacked = true
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+	c.ls.remove(c)
+	c.s.setState(c, http.StateHijacked)
+	buffered := append([]byte(nil), c.in.Buffered()...)
+	c.in.Discard(len(buffered))
+	c.in.Release()
+	if c.tlsc != nil {
+		return c.tlsc, buffered
+	}
+	return c.raw, buffered
+}
+
+// scratch returns an empty buffer for building output; releaseScratch
+// recycles it. The pool is the loop's: a handler that writes from another
+// goroutine (inside fdpoll.Go, say) gets fresh buffers.
+func (c *conn) scratch() []byte {
+	if ls := c.ls; c.l.Current() {
+		if n := len(ls.scratch); n > 0 {
+			b := ls.scratch[n-1]
+			ls.scratch = ls.scratch[:n-1]
+			return b
+		}
+	}
+	return make([]byte, 0, 512)
+}
+
+func (c *conn) releaseScratch(b []byte) {
+	if b != nil && cap(b) <= 64<<10 && c.l.Current() && len(c.ls.scratch) < 1024 {
+		c.ls.scratch = append(c.ls.scratch, b[:0])
+	}
+}
