@@ -29,9 +29,9 @@ type Body struct {
 	inflight *fdpoll.Future[[]byte] // a Next whose result has not been taken
 
 	// Reader state, touched only by the reader in progress.
-	pend   []byte // decoded payload at the front of the Input, not yet returned
-	n      int64  // payload bytes returned
-	eof    bool
+	pend    []byte // decoded payload at the front of the Input, not yet returned
+	n       int64  // payload bytes returned
+	eof     bool
 	err     error
 	before  func()
 	trailer http.Header // filled from a chunked body's trailer at its end

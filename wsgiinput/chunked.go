@@ -32,7 +32,7 @@ type Chunked struct {
 	state   chunkState
 	size    int64 // bytes left in the current chunk, or the size being read
 	digits  int
-	line    int    // bytes of the current chunk line or trailer section so far
+	line    int      // bytes of the current chunk line or trailer section so far
 	pending []byte   // a trailer line split across calls
 	ext     extState // where in the extensions of a chunk line
 	nameLen int      // length of the extension name being read
@@ -58,13 +58,13 @@ const (
 type chunkState uint8
 
 const (
-	csSize     chunkState = iota // hex digits
-	csExt                        // after the size: BWS and extensions up to CR
-	csSizeLF                     // CR seen, LF expected
-	csData                       // chunk data
-	csDataCR                     // CR expected after data
-	csDataLF                     // LF expected after data
-	csTrailer                    // trailer lines up to the empty line
+	csSize    chunkState = iota // hex digits
+	csExt                       // after the size: BWS and extensions up to CR
+	csSizeLF                    // CR seen, LF expected
+	csData                      // chunk data
+	csDataCR                    // CR expected after data
+	csDataLF                    // LF expected after data
+	csTrailer                   // trailer lines up to the empty line
 	csDone
 )
 

@@ -60,6 +60,6 @@ func UntilClose() Decoder { return untilClose{} }
 type untilClose struct{}
 
 func (untilClose) Decode(in []byte) ([]byte, int, error) { return in, len(in), nil }
-func (untilClose) Direct() int64                        { return 1 << 62 }
-func (untilClose) Advance(int)                          {}
-func (untilClose) EOF() error                           { return nil }
+func (untilClose) Direct() int64                         { return 1 << 62 }
+func (untilClose) Advance(int)                           {}
+func (untilClose) EOF() error                            { return nil }
