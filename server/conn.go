@@ -42,6 +42,7 @@ type conn struct {
 	l    *fdpoll.Loop
 	raw  *fdpoll.Conn
 	tlsc *tls.Conn
+	out  io.Writer // raw, or tlsc over it
 	in   *wsgiinput.Input
 
 	ctx    context.Context // parent of request contexts; cancelled at close
@@ -59,6 +60,10 @@ type conn struct {
 	onReadable func()
 	serveFn    func(context.Context) error
 	timeoutFn  func()
+	armWatchFn func()
+	watchFn    func()
+	watchGen   uint32 // counts handler starts and ends
+	armFor     uint32 // the watchGen a posted armWatch is for
 
 	prev, next *conn // in the loop's list
 }
@@ -70,12 +75,14 @@ func (s *Server) newConn(l *fdpoll.Loop, raw *fdpoll.Conn) {
 	c.onReadable = c.readable
 	c.serveFn = c.serve
 	c.timeoutFn = c.timedOut
-	reader := io.Reader(raw)
+	c.armWatchFn = c.armWatch
+	c.watchFn = c.watch
+	c.out = raw
 	if s.tlsConfig != nil {
 		c.tlsc = tls.Server(raw, s.tlsConfig)
-		reader = c.tlsc
+		c.out = c.tlsc
 	}
-	c.in = wsgiinput.NewInput(reader, s.maxHeaderBytes()+4096)
+	c.in = wsgiinput.NewInput(c.out.(io.Reader), s.maxHeaderBytes()+4096)
 	ctx := context.WithValue(ls.baseCtx, http.LocalAddrContextKey, raw.LocalAddr())
 	if s.ConnContext != nil {
 		ctx = s.ConnContext(ctx, raw)
@@ -154,7 +161,7 @@ func (c *conn) serve(ctx context.Context) error {
 		case err != nil:
 			var re *requestError
 			if errors.As(err, &re) {
-				c.raw.Write(errorResponse(re))
+				c.out.Write(errorResponse(re))
 				c.closeAfterResponse()
 			} else {
 				c.close()
@@ -187,6 +194,12 @@ func (c *conn) readHead() (*head, error) {
 	for {
 		buf := c.in.Buffered()
 		start, end, lineEnd := findHead(buf)
+		if max := c.s.maxHeaderBytes(); end-start > max || (end == 0 && len(buf)-start > max) {
+			if lineEnd == 0 || lineEnd-start > max {
+				return nil, &requestError{code: http.StatusRequestURITooLong, reason: "request line too long"}
+			}
+			return nil, &requestError{code: http.StatusRequestHeaderFieldsTooLarge, reason: "request header too large"}
+		}
 		if end > 0 {
 			text := string(buf[start:end])
 			c.in.Discard(end)
@@ -195,12 +208,6 @@ func (c *conn) readHead() (*head, error) {
 				return nil, err
 			}
 			return h, nil
-		}
-		if len(buf)-start > c.s.maxHeaderBytes() {
-			if lineEnd == 0 {
-				return nil, &requestError{code: http.StatusRequestURITooLong, reason: "request line too long"}
-			}
-			return nil, &requestError{code: http.StatusRequestHeaderFieldsTooLarge, reason: "request header too large"}
 		}
 		space := c.in.Space()
 		if len(space) == 0 {
@@ -235,7 +242,7 @@ func (c *conn) readHead() (*head, error) {
 func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 	req, rerr := c.newRequest(h)
 	if rerr != nil {
-		c.raw.Write(errorResponse(rerr))
+		c.out.Write(errorResponse(rerr))
 		return false
 	}
 	c.phase = phaseActive
@@ -269,6 +276,12 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 	if c.body != nil && w.expect100 {
 		c.body.BeforeWait(w.sendContinue)
 	}
+	c.watchGen++
+	if c.body == nil && c.tlsc == nil {
+		// Runs only once the handler waits: see armWatch.
+		c.armFor = c.watchGen
+		c.l.Post(c.armWatchFn)
+	}
 	if c.body != nil && c.s.MaxRequestBodyBytes > 0 && h.length > c.s.MaxRequestBodyBytes {
 		w.closeAfter = true
 		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
@@ -285,6 +298,7 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 			http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 		}
 	}
+	c.watchGen++ // disarm the disconnect watch
 	w.finish()
 	if c.s.ReadTimeout > 0 {
 		c.raw.SetReadDeadline(time.Time{})
@@ -300,6 +314,45 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 		c.body = nil
 	}
 	return keep
+}
+
+// armWatch starts watching for the client going away while a handler
+// waits. It is posted when the handler starts, so it runs only if the
+// handler yields: a handler that finishes at once costs no syscall. Only
+// requests without a body are watched, so the watch never races a body
+// read.
+func (c *conn) armWatch() {
+	if c.watching() {
+		c.raw.WhenReadable(c.watchFn)
+	}
+}
+
+// watching reports whether the handler a watch was armed for still runs.
+func (c *conn) watching() bool {
+	return c.phase == phaseActive && !c.hijacked && c.armFor == c.watchGen
+}
+
+// watch reads ahead while a handler waits: end of stream or an error means
+// the client is gone and cancels the request's context; data (a pipelined
+// request) is kept for later, and watching stops.
+func (c *conn) watch() {
+	if !c.watching() {
+		return
+	}
+	space := c.in.Space()
+	if len(space) == 0 {
+		return
+	}
+	n, err := c.raw.TryRead(space)
+	switch {
+	case err == fdpoll.ErrWouldBlock:
+		c.raw.WhenReadable(c.watchFn)
+	case err != nil:
+		c.in.SetErr(err)
+		c.cancel()
+	default:
+		c.in.Commit(n)
+	}
 }
 
 // drainBody reads what remains of the request body before the response
@@ -335,6 +388,10 @@ func (c *conn) runHandler(w *response, req *http.Request) {
 			}
 		}
 	}()
+	if req.RequestURI == "*" && req.Method == http.MethodOptions && !c.s.DisableGeneralOptionsHandler {
+		w.Header().Set("Content-Length", "0")
+		return
+	}
 	c.s.handler().ServeHTTP(w, req)
 }
 

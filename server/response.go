@@ -94,8 +94,7 @@ func (w *response) WriteHeader(code int) {
 		w.c.releaseScratch(b)
 		return
 	}
-	w.expect100 = false // no 100 Continue once the real response starts
-	w.wroteHeader = true
+	w.wroteHeader = true // from now on no 100 Continue (see sendContinue)
 	w.status = code
 	h := w.handlerHeader
 	w.contentLength = -1
@@ -240,7 +239,6 @@ func (w *response) sendContinue() {
 		return
 	}
 	w.sentContinue = true
-	w.expect100 = false
 	w.write([]byte("HTTP/1.1 100 Continue\r\n\r\n"))
 	w.c.raw.Flush()
 }
@@ -436,7 +434,7 @@ func (w *response) write(b []byte) {
 	if w.err != nil {
 		return
 	}
-	if _, err := w.c.raw.Write(b); err != nil {
+	if _, err := w.c.out.Write(b); err != nil {
 		w.err = err
 		w.closeAfter = true
 	}

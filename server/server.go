@@ -61,9 +61,9 @@ type Server struct {
 	// connection.
 	IdleTimeout time.Duration
 
-	// MaxHeaderBytes bounds a request head (request line and fields);
-	// zero means http.DefaultMaxHeaderBytes. Longer request lines get 414,
-	// longer heads 431.
+	// MaxHeaderBytes bounds a request head (request line and fields, line
+	// endings included); zero means http.DefaultMaxHeaderBytes. A longer
+	// request line gets 414, a longer head 431.
 	MaxHeaderBytes int
 
 	// MaxRequestBodyBytes, if positive, bounds request bodies: a larger
@@ -87,6 +87,11 @@ type Server struct {
 	// ConnContext may derive the context of a new connection's requests.
 	ConnContext func(ctx context.Context, c net.Conn) context.Context
 
+	// DisableGeneralOptionsHandler, if true, passes "OPTIONS *" requests to
+	// the Handler; otherwise they are answered 200 with an empty body, as
+	// net/http does.
+	DisableGeneralOptionsHandler bool
+
 	mu         sync.Mutex
 	listeners  map[net.Listener]struct{}
 	onShutdown []func()
@@ -97,6 +102,7 @@ type Server struct {
 	nconns     atomic.Int64
 	tlsConfig  *tls.Config
 	loops      []*loopState
+	addrs      []net.Addr
 	group      *fdpoll.Group
 	date       dateCache
 	started    bool
@@ -257,6 +263,14 @@ func (s *Server) ListenAndServe() error {
 	return s.serveListeners(lns, nil)
 }
 
+// Addrs returns the addresses the server listens on, once it does: with
+// Addr ":0" it tells the port the system chose.
+func (s *Server) Addrs() []net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]net.Addr(nil), s.addrs...)
+}
+
 // ListenAndServeTLS is ListenAndServe over TLS, with the certificate and key
 // read from the given files unless TLSConfig already has certificates.
 func (s *Server) ListenAndServeTLS(certFile, keyFile string) error {
@@ -396,6 +410,7 @@ func (s *Server) serveListeners(lns []*fdpoll.Listener, orig net.Listener) error
 	if orig != nil {
 		s.listeners[orig] = struct{}{}
 	}
+	s.addrs = append(s.addrs, lns[0].Addr())
 	s.mu.Unlock()
 
 	spread := len(lns) == 1 && s.group.Len() > 1

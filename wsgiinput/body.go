@@ -105,6 +105,9 @@ func (b *Body) Read(p []byte) (int, error) {
 			n, err := b.in.ReadDirect(p[:min(int64(len(p)), d)])
 			if n > 0 {
 				b.dec.Advance(n)
+				if _, _, end := b.dec.Decode(nil); end == io.EOF {
+					b.eof = true // that was the last of a Content-Length body
+				}
 				return b.count(n)
 			}
 			b.sourceErr(err)
@@ -274,6 +277,11 @@ func (b *Body) takeInflight(f *fdpoll.Future[[]byte]) {
 	b.mu.Unlock()
 }
 
+var copyBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 64<<10)
+	return &b
+}}
+
 // WriteTo writes the rest of the body to w without an intermediate copy; it
 // makes io.Copy from a Body efficient.
 func (b *Body) WriteTo(w io.Writer) (int64, error) {
@@ -282,7 +290,40 @@ func (b *Body) WriteTo(w io.Writer) (int64, error) {
 	}
 	defer b.end()
 	var total int64
+	var big *[]byte
+	defer func() {
+		if big != nil {
+			copyBuffers.Put(big)
+		}
+	}()
 	for {
+		// Inside a data span with nothing buffered, read straight from
+		// the connection in large pieces.
+		if len(b.pend) == 0 && len(b.in.Buffered()) == 0 && b.state() == nil {
+			if d := b.dec.Direct(); d > 0 {
+				if big == nil {
+					big = copyBuffers.Get().(*[]byte)
+				}
+				b.beforeWait()
+				n, err := b.in.ReadDirect((*big)[:min(int64(len(*big)), d)])
+				if n > 0 {
+					b.dec.Advance(n)
+					if _, _, end := b.dec.Decode(nil); end == io.EOF {
+						b.eof = true
+					}
+					if _, err := b.count(n); err != nil {
+						return total, err
+					}
+					m, werr := w.Write((*big)[:n])
+					total += int64(m)
+					if werr != nil {
+						return total, werr
+					}
+				}
+				b.sourceErr(err)
+				continue
+			}
+		}
 		data, err := b.next()
 		if len(data) > 0 {
 			n, werr := w.Write(data)
