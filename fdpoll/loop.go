@@ -217,11 +217,10 @@ func (l *Loop) pollTimeout() time.Duration {
 	}
 	timeout := l.timerTimeout()
 	if timeout != 0 {
-		// About to block in the poller, holding this goroutine's P in a
-		// syscall. Goroutines this loop made runnable (a blocked Await
-		// woken, a channel send) sit in that P's run queue until the
-		// runtime retakes it, which can take milliseconds: let them run
-		// first. They may post work, so look again afterwards.
+		// About to park. A goroutine this loop just made runnable (an
+		// Await it completed, a channel it sent on) is likely to post
+		// work right back: let it run first, so that work is picked up
+		// without an eventfd write and a wake-up.
 		runtime.Gosched()
 		if l.head < len(l.runq) {
 			return 0

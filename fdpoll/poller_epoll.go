@@ -12,13 +12,15 @@ import (
 )
 
 // poller is a loop's readiness source: an epoll instance plus an eventfd
-// other goroutines write to wake the loop.
+// other goroutines write to wake the loop. The epoll fd is itself
+// registered with the Go runtime's poller (see park).
 type poller struct {
 	epfd     int
 	wakefd   int
 	events   []unix.EpollEvent
 	full     bool
 	noPwait2 bool
+	idle     parkedFD
 }
 
 func (p *poller) open() error {
@@ -39,11 +41,16 @@ func (p *poller) open() error {
 	}
 	p.epfd, p.wakefd = epfd, wakefd
 	p.events = make([]unix.EpollEvent, 256)
+	if err := p.idle.open(epfd, "epoll"); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return err
+	}
 	return nil
 }
 
 func (p *poller) close() {
-	unix.Close(p.epfd)
+	p.idle.close() // closes epfd
 	unix.Close(p.wakefd)
 }
 
@@ -95,9 +102,9 @@ func (p *poller) watch(fd int, ev Events, added bool) error {
 }
 
 // wait waits up to timeout (negative: forever) for events and returns how
-// many there are; read them with event. It uses epoll_pwait2 for
-// nanosecond timeouts where the kernel has it (Linux 5.11), epoll_wait with
-// the timeout rounded up to a millisecond elsewhere.
+// many there are; read them with event. A zero timeout polls. A loop that
+// has to wait parks its goroutine in the Go runtime's poller until the
+// epoll fd has events, so an idle loop holds no P (see parkedFD).
 func (p *poller) wait(timeout time.Duration) (int, error) {
 	if p.full && len(p.events) < 4096 {
 		// The last wait filled the buffer: more fds were probably ready.
@@ -105,26 +112,37 @@ func (p *poller) wait(timeout time.Duration) (int, error) {
 	}
 	var n int
 	var err error
+	if timeout == 0 {
+		n, err = p.poll()
+	} else {
+		n, err = p.idle.park(timeout, p.poll)
+	}
+	if err != nil {
+		return 0, err
+	}
+	p.full = n == len(p.events)
+	return n, nil
+}
+
+// poll collects ready events without waiting.
+func (p *poller) poll() (int, error) {
+	var n int
+	var err error
 	if !p.noPwait2 {
-		n, err = epollPwait2(p.epfd, p.events, timeout)
+		n, err = epollPwait2(p.epfd, p.events, 0)
 		if err == unix.ENOSYS || err == unix.EPERM {
 			p.noPwait2 = true // old kernel, or a seccomp filter that forbids it
 		}
 	}
 	if p.noPwait2 {
-		msec := -1
-		if timeout >= 0 {
-			msec = int((timeout + time.Millisecond - 1) / time.Millisecond)
-		}
-		n, err = unix.EpollWait(p.epfd, p.events, msec)
+		n, err = unix.EpollWait(p.epfd, p.events, 0)
+	}
+	if err == unix.EINTR {
+		return 0, nil
 	}
 	if err != nil {
-		if err == unix.EINTR {
-			return 0, nil
-		}
 		return 0, os.NewSyscallError("epoll_wait", err)
 	}
-	p.full = n == len(p.events)
 	return n, nil
 }
 

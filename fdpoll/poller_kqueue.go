@@ -16,6 +16,7 @@ type poller struct {
 	kq     int
 	wr, rd int // wake-up pipe
 	events []unix.Kevent_t
+	idle   parkedFD
 }
 
 func (p *poller) open() error {
@@ -39,11 +40,17 @@ func (p *poller) open() error {
 		return err
 	}
 	p.events = make([]unix.Kevent_t, 256)
+	if err := p.idle.open(p.kq, "kqueue"); err != nil {
+		p.close()
+		return err
+	}
 	return nil
 }
 
 func (p *poller) close() {
-	unix.Close(p.kq)
+	if !p.idle.close() {
+		unix.Close(p.kq)
+	}
 	unix.Close(p.rd)
 	unix.Close(p.wr)
 }
@@ -106,14 +113,19 @@ func (p *poller) watch(fd int, ev Events, added bool) error {
 }
 
 // wait waits up to timeout (negative: forever) for events and returns how
-// many there are; read them with event.
+// many there are; read them with event. A loop that has to wait parks its
+// goroutine in the Go runtime's poller (see parkedFD).
 func (p *poller) wait(timeout time.Duration) (int, error) {
-	var ts *unix.Timespec
-	if timeout >= 0 {
-		t := unix.NsecToTimespec(int64(timeout))
-		ts = &t
+	if timeout == 0 {
+		return p.poll()
 	}
-	n, err := unix.Kevent(p.kq, nil, p.events, ts)
+	return p.idle.park(timeout, p.poll)
+}
+
+// poll collects ready events without waiting.
+func (p *poller) poll() (int, error) {
+	var zero unix.Timespec
+	n, err := unix.Kevent(p.kq, nil, p.events, &zero)
 	if err != nil {
 		if err == unix.EINTR {
 			return 0, nil
