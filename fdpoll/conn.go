@@ -157,6 +157,9 @@ func (c *Conn) Read(b []byte) (int, error) {
 			n, err = unix.Read(c.fd, b)
 		}
 		if err != unix.EAGAIN {
+			if err == nil && n > 0 {
+				c.noteShortRead(n, len(b))
+			}
 			c.mu.Unlock()
 			switch {
 			case err != nil:
@@ -217,7 +220,18 @@ func (c *Conn) TryRead(b []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
+	c.noteShortRead(n, len(b))
 	return n, nil
+}
+
+// noteShortRead records that a stream socket was drained: a read that
+// returns less than asked took all there was, and the poller reports any
+// later arrival as a new edge. So WhenReadable need not try a read that
+// would only say EAGAIN. c.mu must be held.
+func (c *Conn) noteShortRead(n, asked int) {
+	if n < asked && !c.dgram {
+		c.rready = false
+	}
 }
 
 // WhenReadable arranges for fn to run once, on c's loop, when c may be

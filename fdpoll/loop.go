@@ -123,6 +123,19 @@ func LoopOf(ctx context.Context) *Loop {
 // cache, say) may be touched without locks exactly when it is true.
 func (l *Loop) Current() bool { return l.onLoop() }
 
+// CancelTask cancels the context of the task ctx belongs to, as if its
+// parent had been cancelled: its pending waits return context.Canceled. It
+// reports whether ctx belongs to a task. A server uses it to stop the
+// handler of a client that went away; it may be called from any goroutine.
+func CancelTask(ctx context.Context) bool {
+	t := taskOf(ctx)
+	if t == nil {
+		return false
+	}
+	t.ctx.cancel(context.Canceled)
+	return true
+}
+
 // onLoop reports whether the caller runs on l (its goroutine or a task).
 func (l *Loop) onLoop() bool {
 	g := getg()
@@ -288,9 +301,7 @@ func (l *Loop) start(t *task) {
 		return
 	}
 	t.started = true
-	ctx, cancel := context.WithCancel(t.parent)
-	t.ctx = taskCtx{Context: ctx, t: t}
-	t.cancel = cancel
+	t.ctx.parent, t.ctx.t = t.parent, t
 	t.parent = nil
 	t.nextLive = l.live
 	if l.live != nil {
@@ -413,7 +424,7 @@ func (l *Loop) beginClose() {
 	}
 	l.closing = true
 	for t := l.live; t != nil; t = t.nextLive {
-		t.cancel()
+		t.ctx.cancel(context.Canceled)
 		if t.parked {
 			l.runq = append(l.runq, item{t: t, gen: anyGen})
 		}

@@ -15,7 +15,6 @@ type task struct {
 	fn     func(context.Context) error
 	parent context.Context // until started
 	ctx    taskCtx
-	cancel context.CancelFunc
 	co     *coro
 	then   func(err error) // called after fut completes, if set
 
@@ -34,22 +33,6 @@ type task struct {
 // it. Every park site re-checks its condition after waking, so such a wake is
 // at worst spurious.
 const anyGen = ^uint32(0)
-
-// taskCtx is the context a task's function receives. It is the task's own
-// cancellable context, plus the task itself as a value.
-type taskCtx struct {
-	context.Context
-	t *task
-}
-
-type taskKey struct{}
-
-func (c *taskCtx) Value(key any) any {
-	if _, ok := key.(taskKey); ok {
-		return c.t
-	}
-	return c.Context.Value(key)
-}
 
 // taskOf returns the task ctx belongs to, or nil.
 func taskOf(ctx context.Context) *task {
@@ -88,7 +71,7 @@ func (t *task) finish(err error) {
 		t.ctxWatch()
 		t.ctxWatch = nil
 	}
-	t.cancel()
+	t.ctx.cancel(context.Canceled)
 	t.complete(err)
 }
 
@@ -111,13 +94,18 @@ func (t *task) park() {
 // returns a function that undoes the arrangement (nil if there is nothing to
 // undo). The task's own context is watched once for the task's lifetime.
 func (t *task) watch(ctx context.Context) func() bool {
-	if ctx.Done() == nil {
-		return nil
-	}
-	if c, ok := ctx.(*taskCtx); ok && c == &t.ctx {
-		if t.ctxWatch == nil {
-			t.ctxWatch = context.AfterFunc(t.ctx.Context, func() { t.loop.wakeTask(t, anyGen) })
+	if c, ok := ctx.(*taskCtx); ok {
+		// A task context needs no channel to be watched.
+		if c == &t.ctx {
+			if t.ctxWatch == nil {
+				t.ctxWatch = t.ctx.AfterFunc(func() { t.loop.wakeTask(t, anyGen) })
+			}
+			return nil
 		}
+		gen := t.gen
+		return c.AfterFunc(func() { t.loop.wakeTask(t, gen) })
+	}
+	if ctx.Done() == nil {
 		return nil
 	}
 	gen := t.gen

@@ -45,8 +45,9 @@ type conn struct {
 	out  io.Writer // raw, or tlsc over it
 	in   *wsgiinput.Input
 
-	ctx    context.Context // parent of request contexts; cancelled at close
-	cancel context.CancelFunc
+	base   context.Context // from BaseContext; see the context methods below
+	ctx    context.Context // parent of request contexts: c, or ConnContext's
+	reqCtx context.Context // context of the request being served
 
 	phase    phase
 	running  bool // a task is serving the connection
@@ -59,11 +60,10 @@ type conn struct {
 
 	onReadable func()
 	serveFn    func(context.Context) error
-	timeoutFn  func()
-	armWatchFn func()
-	watchFn    func()
-	watchGen   uint32 // counts handler starts and ends
-	armFor     uint32 // the watchGen a posted armWatch is for
+	timeoutFn  func()   // made when a timeout is first armed
+	watchFn    func()   // made when a handler first waits
+	watchGen   uint32   // counts handler starts and ends
+	armFor     uint32   // the watchGen an armWatch is for
 
 	prev, next *conn // in the loop's list
 }
@@ -71,23 +71,19 @@ type conn struct {
 // newConn starts serving a connection just accepted on loop l.
 func (s *Server) newConn(l *fdpoll.Loop, raw *fdpoll.Conn) {
 	ls := s.loops[l.Index()]
-	c := &conn{s: s, ls: ls, l: l, raw: raw, remote: raw.RemoteAddr().String()}
+	c := &conn{s: s, ls: ls, l: l, raw: raw, remote: raw.RemoteAddr().String(), base: ls.baseCtx}
 	c.onReadable = c.readable
 	c.serveFn = c.serve
-	c.timeoutFn = c.timedOut
-	c.armWatchFn = c.armWatch
-	c.watchFn = c.watch
 	c.out = raw
 	if s.tlsConfig != nil {
 		c.tlsc = tls.Server(raw, s.tlsConfig)
 		c.out = c.tlsc
 	}
 	c.in = wsgiinput.NewInput(c.out.(io.Reader), s.maxHeaderBytes()+4096)
-	ctx := context.WithValue(ls.baseCtx, http.LocalAddrContextKey, raw.LocalAddr())
+	c.ctx = c
 	if s.ConnContext != nil {
-		ctx = s.ConnContext(ctx, raw)
+		c.ctx = s.ConnContext(c, raw)
 	}
-	c.ctx, c.cancel = context.WithCancel(ctx)
 	ls.add(c)
 	s.setState(c, http.StateNew)
 	c.phase = phaseHead
@@ -121,6 +117,7 @@ func (c *conn) armTimer(d time.Duration) {
 		return
 	}
 	if c.timer == nil {
+		c.timeoutFn = c.timedOut
 		c.timer = c.l.AfterFunc(d, c.timeoutFn)
 		return
 	}
@@ -140,10 +137,14 @@ func (c *conn) timedOut() {
 // callback.
 var errIdle = errors.New("idle")
 
-// serve is the connection's task: it serves every request that can be read
-// now, then returns, leaving the connection to wait without a task.
+// serve is the task of one request: it reads the next request head, runs
+// the handler and completes the response. If another request is already
+// buffered (pipelining) it starts the next task; otherwise the connection
+// goes back to waiting without a task. Each request thus has a task, and a
+// context, of its own, cancelled when its handler returns.
 func (c *conn) serve(ctx context.Context) error {
-	defer func() { c.running = false }()
+	next := false
+	defer func() { c.running = next }()
 	if c.tlsc != nil && c.served == 0 {
 		if err := c.tlsc.HandshakeContext(ctx); err != nil {
 			c.s.logf("server: TLS handshake error from %s: %v", c.remote, err)
@@ -151,39 +152,49 @@ func (c *conn) serve(ctx context.Context) error {
 			return nil
 		}
 	}
-	for {
-		h, err := c.readHead()
-		switch {
-		case err == errIdle:
-			c.in.Release()
-			c.raw.WhenReadable(c.onReadable)
-			return nil
-		case err != nil:
-			var re *requestError
-			if errors.As(err, &re) {
-				c.out.Write(errorResponse(re))
-				c.closeAfterResponse()
-			} else {
-				c.close()
-			}
-			return nil
-		}
-		if !c.serveRequest(ctx, h) {
+	h, err := c.readHead()
+	switch {
+	case err == errIdle:
+		c.in.Release()
+		c.raw.WhenReadable(c.onReadable)
+		return nil
+	case err != nil:
+		var re *requestError
+		if errors.As(err, &re) {
+			c.out.Write(errorResponse(re))
 			c.closeAfterResponse()
-			return nil
+		} else {
+			c.close()
 		}
-		if c.hijacked {
-			return nil
-		}
-		c.served++
-		c.phase = phaseIdle
-		c.s.setState(c, http.StateIdle)
-		c.armTimer(c.s.idleTimeout())
-		if c.s.shuttingDown() {
-			c.closeAfterResponse()
-			return nil
-		}
+		return nil
 	}
+	keep := c.serveRequest(ctx, h)
+	c.ls.putHead(h)
+	if !keep {
+		c.closeAfterResponse()
+		return nil
+	}
+	if c.hijacked {
+		return nil
+	}
+	c.served++
+	c.phase = phaseIdle
+	c.s.setState(c, http.StateIdle)
+	c.armTimer(c.s.idleTimeout())
+	if c.s.shuttingDown() {
+		c.closeAfterResponse()
+		return nil
+	}
+	if len(c.in.Buffered()) > 0 || c.tlsc != nil {
+		// A pipelined request is waiting (or TLS, whose buffered
+		// plaintext no readability event announces): serve it next.
+		next = true
+		c.l.Spawn(c.ctx, c.serveFn)
+		return nil
+	}
+	c.in.Release()
+	c.raw.WhenReadable(c.onReadable)
+	return nil
 }
 
 // readHead returns the next request head, reading what the socket has
@@ -203,8 +214,9 @@ func (c *conn) readHead() (*head, error) {
 		if end > 0 {
 			text := string(buf[start:end])
 			c.in.Discard(end)
-			h, err := parseHead(text)
-			if err != nil {
+			h := c.ls.getHead()
+			if err := parseHead(text, h); err != nil {
+				c.ls.putHead(h)
 				return nil, err
 			}
 			return h, nil
@@ -239,9 +251,9 @@ func (c *conn) readHead() (*head, error) {
 
 // serveRequest runs the handler for one request and completes the
 // response. It reports whether the connection may serve another request.
-func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
-	req, rerr := c.newRequest(h)
-	if rerr != nil {
+func (c *conn) serveRequest(ctx context.Context, h *head) bool {
+	var r http.Request
+	if rerr := c.newRequest(h, &r); rerr != nil {
 		c.out.Write(errorResponse(rerr))
 		return false
 	}
@@ -252,15 +264,9 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 		c.raw.SetReadDeadline(time.Now().Add(rt))
 	}
 
-	// The first request of a task uses the task's own context; a pipelined
-	// one gets a context of its own, cancelled when its handler returns.
-	ctx := taskCtx
-	if c.served > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithCancel(taskCtx)
-		defer cancel()
-	}
-	req = req.WithContext(ctx)
+	req := r.WithContext(ctx) // the one copy of the request on the heap
+	c.reqCtx = ctx
+	defer func() { c.reqCtx = nil }()
 
 	w := &response{
 		c:          c,
@@ -278,9 +284,7 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 	}
 	c.watchGen++
 	if c.body == nil && c.tlsc == nil {
-		// Runs only once the handler waits: see armWatch.
-		c.armFor = c.watchGen
-		c.l.Post(c.armWatchFn)
+		c.ls.watchLater(c) // runs only if the handler waits: see armWatch
 	}
 	if c.body != nil && c.s.MaxRequestBodyBytes > 0 && h.length > c.s.MaxRequestBodyBytes {
 		w.closeAfter = true
@@ -317,12 +321,15 @@ func (c *conn) serveRequest(taskCtx context.Context, h *head) bool {
 }
 
 // armWatch starts watching for the client going away while a handler
-// waits. It is posted when the handler starts, so it runs only if the
-// handler yields: a handler that finishes at once costs no syscall. Only
-// requests without a body are watched, so the watch never races a body
+// waits. It runs from a function posted when the handler starts, so only if
+// the handler yields: a handler that finishes at once costs no syscall.
+// Only requests without a body are watched, so the watch never races a body
 // read.
 func (c *conn) armWatch() {
 	if c.watching() {
+		if c.watchFn == nil {
+			c.watchFn = c.watch
+		}
 		c.raw.WhenReadable(c.watchFn)
 	}
 }
@@ -349,7 +356,9 @@ func (c *conn) watch() {
 		c.raw.WhenReadable(c.watchFn)
 	case err != nil:
 		c.in.SetErr(err)
-		c.cancel()
+		if c.reqCtx != nil {
+			fdpoll.CancelTask(c.reqCtx) // the client is gone
+		}
 	default:
 		c.in.Commit(n)
 	}
@@ -408,7 +417,6 @@ func (c *conn) closeAfterResponse() {
 	c.raw.CloseWrite()
 	c.phase = phaseClosed
 	c.ls.remove(c)
-	c.cancel()
 	c.s.setState(c, http.StateClosed)
 	c.in.Release()
 	deadline := c.l.AfterFunc(lingerBeforeClose, func() { c.raw.Close() })
@@ -444,7 +452,9 @@ func (c *conn) close() {
 		c.timer.Stop()
 	}
 	c.ls.remove(c)
-	c.cancel()
+	if c.reqCtx != nil {
+		fdpoll.CancelTask(c.reqCtx)
+	}
 	c.raw.Close()
 	c.in.Release()
 	c.s.setState(c, http.StateClosed)
@@ -486,4 +496,19 @@ func (c *conn) releaseScratch(b []byte) {
 	if b != nil && cap(b) <= 64<<10 && c.l.Current() && len(c.ls.scratch) < 1024 {
 		c.ls.scratch = append(c.ls.scratch, b[:0])
 	}
+}
+
+// A connection is the parent context of its requests: the server's base
+// context, plus the local address under http.LocalAddrContextKey. Being its
+// own context saves every idle connection a context of its own.
+
+func (c *conn) Deadline() (time.Time, bool) { return c.base.Deadline() }
+func (c *conn) Done() <-chan struct{}       { return c.base.Done() }
+func (c *conn) Err() error                  { return c.base.Err() }
+
+func (c *conn) Value(key any) any {
+	if key == http.LocalAddrContextKey {
+		return c.raw.LocalAddr()
+	}
+	return c.base.Value(key)
 }

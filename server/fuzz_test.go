@@ -35,7 +35,8 @@ func FuzzRequestHead(f *testing.F) {
 		if start > end || end > len(in) || lineEnd > end {
 			t.Fatalf("findHead out of range: %d %d %d", start, end, lineEnd)
 		}
-		h, rerr := parseHead(in[start:end])
+		h := new(head)
+		rerr := parseHead(in[start:end], h)
 		if rerr != nil {
 			if rerr.code < 400 || rerr.code > 599 {
 				t.Fatalf("error status %d", rerr.code)

@@ -93,17 +93,17 @@ var commonKeys = func() map[string]string {
 }()
 
 // parseHead parses a complete head (as found by findHead, without leading
-// empty lines). text is the head as a string: every string of the result is
-// a substring of it, so parsing allocates little.
-func parseHead(text string) (*head, *requestError) {
-	h := &head{length: -1}
+// empty lines) into h. text is the head as a string: every string of the
+// result is a substring of it, so parsing allocates little.
+func parseHead(text string, h *head) *requestError {
+	*h = head{length: -1}
 	nl := strings.IndexByte(text, '\n')
 	line, ok := trimEOL(text[:nl+1])
 	if !ok {
-		return nil, badRequest("bare CR in request line")
+		return badRequest("bare CR in request line")
 	}
 	if err := h.parseRequestLine(line); err != nil {
-		return nil, err
+		return err
 	}
 	rest := text[nl+1:]
 	h.header = make(http.Header, strings.Count(rest, "\n"))
@@ -115,7 +115,7 @@ func parseHead(text string) (*head, *requestError) {
 		line, ok := trimEOL(rest[:nl+1])
 		rest = rest[nl+1:]
 		if !ok {
-			return nil, badRequest("bare CR in header")
+			return badRequest("bare CR in header")
 		}
 		if line == "" {
 			break
@@ -124,7 +124,7 @@ func parseHead(text string) (*head, *requestError) {
 		if err != nil {
 			var fe *wsgiinput.FramingError
 			errors.As(err, &fe)
-			return nil, badRequest(fe.Reason)
+			return badRequest(fe.Reason)
 		}
 		if k, ok := commonKeys[key]; ok {
 			key = k
@@ -142,10 +142,7 @@ func parseHead(text string) (*head, *requestError) {
 			hosts++
 		}
 	}
-	if err := h.interpret(hosts); err != nil {
-		return nil, err
-	}
-	return h, nil
+	return h.interpret(hosts)
 }
 
 // trimEOL removes the line ending (CRLF, or a bare LF, which RFC 9112 lets

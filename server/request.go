@@ -6,18 +6,18 @@ import (
 	"github.com/yieldio/yieldio/wsgiinput"
 )
 
-// newRequest builds the *http.Request for a parsed head, with a streamed
-// body when it has one.
-func (c *conn) newRequest(h *head) (*http.Request, *requestError) {
+// newRequest fills req for a parsed head, with a streamed body when it has
+// one.
+func (c *conn) newRequest(h *head, req *http.Request) *requestError {
 	u, err := h.requestURL()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	host := h.host
 	if u.Host != "" {
 		host = u.Host // absolute-form wins over the Host header
 	}
-	req := &http.Request{
+	*req = http.Request{
 		Method:     h.method,
 		URL:        u,
 		Proto:      h.proto,
@@ -59,5 +59,5 @@ func (c *conn) newRequest(h *head) (*http.Request, *requestError) {
 		c.body = b
 		req.Body = b
 	}
-	return req, nil
+	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/yieldio/yieldio/wsgiinput"
 )
@@ -166,9 +167,10 @@ func (w *response) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// WriteString lets io.WriteString skip a conversion.
+// WriteString lets io.WriteString skip a conversion: the bytes are only
+// read (copied into the output), never kept or changed.
 func (w *response) WriteString(s string) (int, error) {
-	return w.Write([]byte(s))
+	return w.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
 }
 
 // sniffable returns the first body bytes, held back and new, for

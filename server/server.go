@@ -117,7 +117,53 @@ type loopState struct {
 	l       *fdpoll.Loop
 	conns   *conn // list of open connections
 	scratch [][]byte
+	heads   []*head
 	baseCtx context.Context
+
+	// Connections whose handler just started: watched for disconnects if
+	// the handler waits (see conn.armWatch).
+	toWatch []*conn
+	watchFn func()
+}
+
+func (ls *loopState) getHead() *head {
+	if n := len(ls.heads); n > 0 {
+		h := ls.heads[n-1]
+		ls.heads = ls.heads[:n-1]
+		return h
+	}
+	return new(head)
+}
+
+// putHead recycles h, dropping what it refers to: an idle connection keeps
+// nothing of its last request.
+func (ls *loopState) putHead(h *head) {
+	*h = head{}
+	if len(ls.heads) < 256 {
+		ls.heads = append(ls.heads, h)
+	}
+}
+
+// watchLater queues c's disconnect watch behind whatever runs now: if the
+// handler finishes without waiting, the watch is stale by then and costs
+// nothing.
+func (ls *loopState) watchLater(c *conn) {
+	c.armFor = c.watchGen
+	ls.toWatch = append(ls.toWatch, c)
+	if len(ls.toWatch) == 1 {
+		if ls.watchFn == nil {
+			ls.watchFn = ls.armWatches
+		}
+		ls.l.Post(ls.watchFn)
+	}
+}
+
+func (ls *loopState) armWatches() {
+	for i, c := range ls.toWatch {
+		ls.toWatch[i] = nil
+		c.armWatch()
+	}
+	ls.toWatch = ls.toWatch[:0]
 }
 
 func (ls *loopState) add(c *conn) {

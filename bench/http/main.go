@@ -1,0 +1,278 @@
+// Command http compares yieldio's HTTP server with net/http and fasthttp on
+// this machine, in one run: plaintext requests per second with wrk
+// (keep-alive, and pipelined 16 deep), and the resident memory each idle
+// keep-alive connection costs.
+//
+//	cd bench && go run ./http
+//
+// Each server runs in a child process of its own (this program, re-executed
+// with -serve), so its memory and CPU are its own. With -pin (the default
+// on machines with two or more CPUs) the server is pinned to CPU 0 with
+// GOMAXPROCS=1 and wrk to the other CPUs, so the two do not fight over
+// cores.
+package main
+
+import (
+	"bufio"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/yieldio/yieldio/server"
+)
+
+var (
+	serveKind = flag.String("serve", "", "run a server of this kind (yieldio, nethttp, fasthttp) and wait; used by the driver")
+	addr      = flag.String("addr", "127.0.0.1:0", "server address")
+	duration  = flag.Duration("duration", 10*time.Second, "length of each wrk run")
+	conns     = flag.Int("conns", 256, "wrk connections")
+	depth     = flag.Int("pipeline", 16, "pipelining depth")
+	idle      = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
+	kinds     = flag.String("servers", "yieldio,nethttp,fasthttp", "servers to compare")
+	pin       = flag.Bool("pin", runtime.NumCPU() >= 2, "pin the server to CPU 0 (GOMAXPROCS=1) and wrk to the rest")
+)
+
+const hello = "Hello, World!"
+
+func main() {
+	flag.Parse()
+	raiseFileLimit()
+	if *serveKind != "" {
+		serve(*serveKind, *addr)
+		return
+	}
+	if _, err := exec.LookPath("wrk"); err != nil {
+		log.Fatal("wrk is required (apt-get install wrk)")
+	}
+	type result struct {
+		plain, piped, perConn float64
+	}
+	results := map[string]result{}
+	names := strings.Split(*kinds, ",")
+	for _, kind := range names {
+		s := startChild(kind)
+		var r result
+		r.plain = runWrk(s.url+"/plaintext", 0)
+		r.piped = runWrk(s.url+"/plaintext", *depth)
+		r.perConn = idleCost(s)
+		s.stop()
+		results[kind] = r
+		log.Printf("%-9s plaintext %10.0f req/s   pipelined %10.0f req/s   %8.0f B RSS per idle connection", kind, r.plain, r.piped, r.perConn)
+	}
+	fmt.Printf("\n%d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n\n",
+		int(duration.Seconds()), *conns, *depth, *idle, *pin)
+	fmt.Println("| server | plaintext req/s | pipelined req/s | RSS per idle conn |")
+	fmt.Println("| --- | --- | --- | --- |")
+	for _, kind := range names {
+		r := results[kind]
+		fmt.Printf("| %s | %.0f | %.0f | %.0f B |\n", kind, r.plain, r.piped, r.perConn)
+	}
+	if y, ok := results["yieldio"]; ok {
+		fmt.Println()
+		for _, kind := range names {
+			if kind == "yieldio" {
+				continue
+			}
+			p := results[kind]
+			fmt.Printf("yieldio vs %s: plaintext %.2fx, pipelined %.2fx, idle memory %.2fx\n",
+				kind, y.plain/p.plain, y.piped/p.piped, y.perConn/p.perConn)
+		}
+	}
+}
+
+// serve runs one server until killed.
+func serve(kind, addr string) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(ln.Addr().String()) // the driver reads the address
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, hello)
+	})
+	switch kind {
+	case "yieldio":
+		// One listener per loop with SO_REUSEPORT, on the same port.
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		s := &server.Server{Addr: fmt.Sprintf("127.0.0.1:%d", port), Handler: h}
+		log.Fatal(s.ListenAndServe())
+	case "nethttp":
+		log.Fatal(http.Serve(ln, h))
+	case "fasthttp":
+		s := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			ctx.SetContentType("text/plain")
+			ctx.WriteString(hello)
+		}}
+		log.Fatal(s.Serve(ln))
+	default:
+		log.Fatalf("unknown server %q", kind)
+	}
+}
+
+type child struct {
+	cmd *exec.Cmd
+	url string
+	pid int
+}
+
+func startChild(kind string) *child {
+	self, err := os.Executable()
+	if err != nil {
+		log.Fatal(err)
+	}
+	var cmd *exec.Cmd
+	args := []string{"-serve", kind, "-addr", "127.0.0.1:0"}
+	if *pin {
+		cmd = exec.Command("taskset", append([]string{"-c", "0", self}, args...)...)
+		cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
+	} else {
+		cmd = exec.Command(self, args...)
+	}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		log.Fatalf("%s did not start: %v", kind, err)
+	}
+	c := &child{cmd: cmd, url: "http://" + strings.TrimSpace(line), pid: cmd.Process.Pid}
+	// Wait until it answers (yieldio re-listens on the port).
+	for i := 0; ; i++ {
+		resp, err := http.Get(c.url + "/plaintext")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if i > 200 {
+			log.Fatalf("%s does not answer: %v", kind, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	return c
+}
+
+func (c *child) stop() {
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+}
+
+var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
+
+// runWrk runs wrk against url and returns its requests per second;
+// depth > 0 pipelines that many requests per write.
+func runWrk(url string, depth int) float64 {
+	threads := 2
+	var args []string
+	if *pin {
+		threads = max(1, runtime.NumCPU()-1)
+		args = []string{"taskset", "-c", fmt.Sprintf("1-%d", runtime.NumCPU()-1), "wrk"}
+	} else {
+		args = []string{"wrk"}
+	}
+	args = append(args, "-t", strconv.Itoa(threads), "-c", strconv.Itoa(*conns), "-d", duration.String(), "--latency")
+	if depth > 0 {
+		script, err := os.CreateTemp("", "pipeline-*.lua")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.Remove(script.Name())
+		fmt.Fprintf(script, `init = function(args)
+  local r = {}
+  for i = 1, %d do r[i] = wrk.format(nil) end
+  req = table.concat(r)
+end
+request = function() return req end
+`, depth)
+		script.Close()
+		args = append(args, "-s", script.Name())
+	}
+	args = append(args, url)
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		log.Fatalf("wrk: %v\n%s", err, out)
+	}
+	m := rpsRe.FindSubmatch(out)
+	if m == nil {
+		log.Fatalf("no Requests/sec in wrk output:\n%s", out)
+	}
+	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+		log.Printf("wrk reported errors:\n%s", out)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// idleCost opens idle keep-alive connections (each after one request) and
+// returns the server's resident memory growth per connection.
+func idleCost(c *child) float64 {
+	host := strings.TrimPrefix(c.url, "http://")
+	time.Sleep(500 * time.Millisecond)
+	before := rss(c.pid)
+	open := make([]net.Conn, 0, *idle)
+	defer func() {
+		for _, conn := range open {
+			conn.Close()
+		}
+	}()
+	req := []byte("GET /plaintext HTTP/1.1\r\nHost: bench\r\n\r\n")
+	buf := make([]byte, 4096)
+	for range *idle {
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			log.Fatalf("opening idle connection %d: %v", len(open), err)
+		}
+		conn.Write(req)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := conn.Read(buf); err != nil || !strings.Contains(string(buf[:n]), hello) {
+			log.Fatalf("idle connection %d: %v", len(open), err)
+		}
+		open = append(open, conn)
+	}
+	time.Sleep(time.Second) // let the server settle
+	after := rss(c.pid)
+	return float64(after-before) / float64(len(open))
+}
+
+// rss returns a process's resident set size in bytes.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(f), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	log.Fatalf("no VmRSS for %d", pid)
+	return 0
+}
+
+func raiseFileLimit() {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
+}

@@ -1,0 +1,184 @@
+package fdpoll
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// taskCtx is the context a task's function receives: cancellable (when the
+// task returns, when its parent is cancelled, when the group closes) and
+// carrying the task as a value.
+//
+// It costs nothing until it is observed. Most request handlers never call
+// Done or derive a context, so the channel, the subscription to the parent
+// and the list of callbacks are only made when someone does: Err consults the
+// parent directly, Done and AfterFunc create what they need. A task that is
+// never observed is cancelled by setting a word.
+type taskCtx struct {
+	parent context.Context
+	t      *task
+
+	err  atomic.Pointer[error]
+	done atomic.Pointer[chan struct{}]
+
+	mu         sync.Mutex
+	afters     []*afterFunc
+	stopParent func() bool // the subscription to parent's cancellation
+}
+
+type afterFunc struct {
+	f       func()
+	removed bool
+}
+
+type taskKey struct{}
+
+// cancelCtxKey is the key the context package asks Value for to find an
+// ancestor *cancelCtx (for context.Cause and child registration). A task
+// context answers nil for it: it is a context of its own kind, and an
+// ancestor that is not cancelled must not speak for it. The key is
+// unexported, so it is learnt once from context.Cause itself.
+var cancelCtxKey = func() any {
+	p := &keyProbe{Context: context.Background()}
+	context.Cause(p)
+	return p.key
+}()
+
+type keyProbe struct {
+	context.Context
+	key any
+}
+
+func (p *keyProbe) Value(key any) any {
+	if p.key == nil {
+		p.key = key
+	}
+	return nil
+}
+
+func (c *taskCtx) Deadline() (time.Time, bool) { return c.parent.Deadline() }
+
+func (c *taskCtx) Value(key any) any {
+	switch key {
+	case taskKey{}:
+		return c.t
+	case cancelCtxKey:
+		return nil
+	}
+	return c.parent.Value(key)
+}
+
+func (c *taskCtx) Err() error {
+	if e := c.err.Load(); e != nil {
+		return *e
+	}
+	if err := c.parent.Err(); err != nil {
+		c.cancel(context.Canceled)
+		return err
+	}
+	return nil
+}
+
+func (c *taskCtx) Done() <-chan struct{} {
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.done.Load(); d != nil {
+		return *d
+	}
+	ch := make(chan struct{})
+	c.done.Store(&ch)
+	if c.err.Load() != nil {
+		close(ch)
+	} else {
+		c.watchParentLocked()
+	}
+	return ch
+}
+
+// AfterFunc arranges for f to run once c is cancelled and returns a function
+// that undoes it, reporting whether it did. The context package uses it
+// (instead of a goroutine) when a context is derived from c or given to
+// context.AfterFunc; f is called synchronously by the cancelling goroutine,
+// so it must not block.
+func (c *taskCtx) AfterFunc(f func()) func() bool {
+	c.mu.Lock()
+	if c.err.Load() != nil {
+		c.mu.Unlock()
+		f()
+		return func() bool { return false }
+	}
+	a := &afterFunc{f: f}
+	c.afters = append(c.afters, a)
+	c.watchParentLocked()
+	c.mu.Unlock()
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for i, x := range c.afters {
+			if x == a {
+				c.afters = append(c.afters[:i], c.afters[i+1:]...)
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// watchParentLocked subscribes to the parent's cancellation, once. c.mu
+// must be held.
+func (c *taskCtx) watchParentLocked() {
+	if c.stopParent != nil || c.parent.Done() == nil {
+		return
+	}
+	c.stopParent = context.AfterFunc(c.parent, func() { c.cancel(context.Canceled) })
+}
+
+// cancel cancels c with err: closes Done if it exists, runs the callbacks
+// and drops the subscription to the parent.
+func (c *taskCtx) cancel(err error) {
+	if c.err.Load() != nil {
+		return
+	}
+	c.mu.Lock()
+	if c.err.Load() != nil {
+		c.mu.Unlock()
+		return
+	}
+	if perr := c.parent.Err(); perr != nil {
+		err = perr // cancelled because the parent was: say so as it does
+	}
+	c.err.Store(errPtr(err))
+	d := c.done.Load()
+	afters := c.afters
+	c.afters = nil
+	stop := c.stopParent
+	c.stopParent = nil
+	c.mu.Unlock()
+	if d != nil {
+		close(*d)
+	}
+	for _, a := range afters {
+		a.f()
+	}
+	if stop != nil {
+		stop()
+	}
+}
+
+// errPtr returns a pointer to err, without allocating for the usual ones.
+func errPtr(err error) *error {
+	switch err {
+	case context.Canceled:
+		return &context.Canceled
+	case context.DeadlineExceeded:
+		return &context.DeadlineExceeded
+	}
+	p := new(error)
+	*p = err
+	return p
+}
