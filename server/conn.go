@@ -60,10 +60,10 @@ type conn struct {
 
 	onReadable func()
 	serveFn    func(context.Context) error
-	timeoutFn  func()   // made when a timeout is first armed
-	watchFn    func()   // made when a handler first waits
-	watchGen   uint32   // counts handler starts and ends
-	armFor     uint32   // the watchGen an armWatch is for
+	timeoutFn  func() // made when a timeout is first armed
+	watchFn    func() // made when a handler first waits
+	watchGen   uint32 // counts handler starts and ends
+	armFor     uint32 // the watchGen an armWatch is for
 
 	prev, next *conn // in the loop's list
 }
