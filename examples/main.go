@@ -1,29 +1,73 @@
-// Command examples is yieldio's demo: it runs each capability of the library
-// in turn and prints what happened.
+// Command examples is yieldio's demo: an HTTP server on yieldio's loops
+// whose endpoints each show a capability. It runs until interrupted.
 //
 //	go run ./examples/...
+//	curl localhost:8080/
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
+	"log"
+	"net/http"
 	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/yieldio/yieldio/fdpoll"
+	"github.com/yieldio/yieldio/server"
 )
 
 func main() {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	addr := flag.String("addr", "127.0.0.1:8080", "address to serve on")
+	flag.Parse()
+
+	mux := newMux()
+	s := &server.Server{
+		Addr:              *addr,
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       time.Minute,
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.ListenAndServe() }()
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	fmt.Printf("yieldio demo on http://%s/ (Ctrl-C to stop)\n%s", *addr, usage(*addr))
+	select {
+	case err := <-errc:
+		log.Fatal(err)
+	case <-sig:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	g, err := fdpoll.NewGroup(0)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if err := s.Shutdown(ctx); err != nil {
+		log.Print(err)
 	}
-	defer g.Close()
-	if err := waitFDDemo(ctx, g, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "waitfd demo:", err)
-		os.Exit(1)
+	if err := <-errc; err != nil && !errors.Is(err, server.ErrServerClosed) {
+		log.Print(err)
 	}
+}
+
+// newMux mounts the demo's endpoints.
+func newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, usage(r.Host))
+	})
+	mux.HandleFunc("GET /wait", waitHandler)
+	mux.HandleFunc("GET /ticks", ticksHandler)
+	mux.HandleFunc("/hash", hashHandler)
+	return mux
+}
+
+func usage(host string) string {
+	return fmt.Sprintf(`endpoints:
+  curl 'http://%[1]s/wait?delay=20ms&timeout=100ms'   wait for a pipe with fdpoll.WaitFD
+  curl -N 'http://%[1]s/ticks?n=5&every=200ms'        server-sent events on loop timers
+  head -c 100000000 /dev/urandom | curl -T - http://%[1]s/hash   hash a streamed upload
+`, host)
 }

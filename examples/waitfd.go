@@ -1,68 +1,57 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"io"
+	"net/http"
 	"os"
 	"time"
 
 	"github.com/yieldio/yieldio/fdpoll"
 )
 
-// waitFDDemo shows the raw readiness handle: one task waits on a pipe with a
-// timeout while another task of the same loop keeps ticking, then a writer
-// goroutine makes the pipe readable.
-func waitFDDemo(ctx context.Context, g *fdpoll.Group, out io.Writer) error {
-	r, w, err := os.Pipe()
+// waitHandler shows the raw readiness handle: it makes a pipe, has another
+// goroutine write to it after ?delay, and waits for it to become readable
+// with WaitFD and ?timeout. While it waits, its loop serves other requests.
+//
+//	curl 'localhost:8080/wait?delay=20ms&timeout=100ms'
+func waitHandler(w http.ResponseWriter, r *http.Request) {
+	delay, err1 := time.ParseDuration(query(r, "delay", "20ms"))
+	timeout, err2 := time.ParseDuration(query(r, "timeout", "100ms"))
+	if err1 != nil || err2 != nil || delay < 0 || timeout <= 0 || delay > time.Minute || timeout > time.Minute {
+		http.Error(w, "delay and timeout must be durations up to a minute, like 20ms", http.StatusBadRequest)
+		return
+	}
+	pr, pw, err := os.Pipe()
 	if err != nil {
-		return err
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
 	}
-	defer r.Close()
-	defer w.Close()
-	fd := int(r.Fd())
-	l := g.Loop(0)
+	defer pr.Close()
+	go func() {
+		// Ends by itself within the bounded delay.
+		defer pw.Close()
+		time.Sleep(delay)
+		pw.Write([]byte("ping"))
+	}()
 
-	stop := fdpoll.NewFuture[struct{}]()
-	ticks := 0
-	ticker := l.Spawn(ctx, func(ctx context.Context) error {
-		for !stop.Done() {
-			if err := fdpoll.Sleep(ctx, 10*time.Millisecond); err != nil {
-				return err
-			}
-			ticks++ // same loop as the waiter: no lock needed
-		}
-		return nil
-	})
-
-	waiter := l.Spawn(ctx, func(ctx context.Context) error {
-		defer stop.Complete(struct{}{}, nil)
-		start := time.Now()
-		err := fdpoll.WaitFD(ctx, fd, fdpoll.Readable, 50*time.Millisecond)
-		fmt.Fprintf(out, "waitfd: empty pipe, 50ms timeout: %v after %v (ticker ran %d times meanwhile)\n",
-			err, time.Since(start).Round(time.Millisecond), ticks)
-
-		go func() {
-			time.Sleep(30 * time.Millisecond)
-			w.Write([]byte("hello from another goroutine"))
-		}()
-		start = time.Now()
-		if err := fdpoll.WaitFD(ctx, fd, fdpoll.Readable, time.Second); err != nil {
-			return err
-		}
-		buf := make([]byte, 64)
-		n, err := r.Read(buf)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "waitfd: readable after %v: %q\n", time.Since(start).Round(time.Millisecond), buf[:n])
-		return nil
-	})
-	if err := fdpoll.WaitAll(ctx, waiter, ticker); err != nil {
-		return err
+	start := time.Now()
+	err = fdpoll.WaitFD(r.Context(), int(pr.Fd()), fdpoll.Readable, timeout)
+	took := time.Since(start).Round(time.Millisecond)
+	switch err {
+	case nil:
+		buf := make([]byte, 16)
+		n, _ := pr.Read(buf)
+		fmt.Fprintf(w, "readable after %v: read %q\n", took, buf[:n])
+	case fdpoll.ErrTimeout:
+		fmt.Fprintf(w, "timed out after %v (the writer waits %v)\n", took, delay)
+	default:
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
 	}
-	if err := waiter.Err(); err != nil {
-		return err
+}
+
+func query(r *http.Request, key, def string) string {
+	if v := r.URL.Query().Get(key); v != "" {
+		return v
 	}
-	return ticker.Err()
+	return def
 }
