@@ -66,7 +66,7 @@ func awaitCore(ctx context.Context, c *futureCore) error {
 
 // await is awaitCore for task t waiting with its own context, on its loop.
 func (t *task) await(c *futureCore) error {
-	w := &t.w
+	w := &t.co.w
 	for {
 		if err := t.ctx.Err(); err != nil {
 			return err

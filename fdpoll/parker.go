@@ -58,7 +58,7 @@ func newParker(hint *Loop) (parker, error) {
 	t, l := current(hint)
 	switch {
 	case t != nil:
-		return parker{t: t, w: &t.w}, nil
+		return parker{t: t, w: &t.co.w}, nil
 	case l != nil:
 		return parker{}, ErrNotInTask
 	}
@@ -107,7 +107,7 @@ func (p *parker) wait(ctx context.Context, deadline time.Time) error {
 		stop := t.watch(ctx)
 		var tm *timer
 		if !deadline.IsZero() {
-			tm = &t.tm
+			tm = &t.co.tm
 			*tm = timer{when: monoOf(deadline), t: t, gen: t.gen}
 			t.loop.timers.push(tm)
 		}

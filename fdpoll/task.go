@@ -23,8 +23,6 @@ type task struct {
 	parked             bool
 	gen                uint32      // park generation; a wake for an older one is stale
 	wokeBy             *futureCore // the future whose completion resumed it last
-	w                  waiter      // reused by each single-event park
-	tm                 timer       // reused by each park with a deadline
 	ctxWatch           func() bool
 	prevLive, nextLive *task
 }
@@ -122,6 +120,12 @@ type coro struct {
 	g     uintptr // the coroutine goroutine's identity
 	job   *task
 	dead  bool
+
+	// Reused by every park of the task the coroutine runs; every park site
+	// unlinks the waiter and stops the timer before it returns, so the next
+	// task finds them free.
+	w  waiter
+	tm timer
 }
 
 func newCoro(l *Loop) *coro {
