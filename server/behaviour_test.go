@@ -100,11 +100,22 @@ func TestHandlerPanic(t *testing.T) {
 	if !strings.Contains(ts.log.String(), "handler bug") || !strings.Contains(ts.log.String(), "goroutine") {
 		t.Errorf("no log line with the panic and its stack: %q", ts.log.String())
 	}
-	resps, _, closed = exchange(t, ts.addr, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
-	if !closed {
-		t.Error("connection kept after a panic mid-response")
+	// A panic after the response started leaves it visibly truncated (no
+	// last chunk) and closes the connection.
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
 	}
-	_ = resps
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(resp.Body); err == nil {
+		t.Error("a response cut short by a panic read as complete")
+	}
 	before := ts.log.String()
 	exchange(t, ts.addr, "GET /abort HTTP/1.1\r\nHost: x\r\n\r\n", 5*time.Second)
 	if strings.Contains(ts.log.String()[len(before):], "ErrAbortHandler") || strings.Contains(ts.log.String()[len(before):], "abort") {
@@ -330,4 +341,43 @@ func waitDone(ctx context.Context) <-chan struct{} {
 	ch := make(chan struct{})
 	close(ch)
 	return ch
+}
+
+// WriteHeader with a 1xx status sends it at once; 100 Continue sent by hand
+// is not sent again automatically.
+func TestInformationalResponses(t *testing.T) {
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</style.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		w.WriteHeader(http.StatusContinue)
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Del("Link")
+		fmt.Fprintf(w, "got %s", b)
+	}))
+	c, err := net.Dial("tcp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n")
+	br := bufio.NewReader(c)
+	for _, want := range []int{103, 100} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != want {
+			t.Fatalf("want %d, got %v %v", want, resp, err)
+		}
+		if want == 103 && resp.Header.Get("Link") == "" {
+			t.Error("103 without its Link header")
+		}
+	}
+	io.WriteString(c, "body")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("final response %v %v", resp, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	if string(b) != "got body" {
+		t.Fatalf("body %q", b)
+	}
 }

@@ -56,7 +56,8 @@ type conn struct {
 	timer    *fdpoll.Timer
 	remote   string
 
-	body *wsgiinput.Body // of the request being served, if it has one
+	body     *wsgiinput.Body // of the request being served, if it has one
+	busyBody *wsgiinput.Body // a closed body some goroutine still reads
 
 	onReadable func()
 	serveFn    func(context.Context) error
@@ -145,6 +146,9 @@ var errIdle = errors.New("idle")
 func (c *conn) serve(ctx context.Context) error {
 	next := false
 	defer func() { c.running = next }()
+	if c.phase == phaseClosed || c.hijacked {
+		return nil // closed (by Shutdown, a timeout) before the task ran
+	}
 	if c.tlsc != nil && c.served == 0 {
 		if err := c.tlsc.HandshakeContext(ctx); err != nil {
 			c.s.logf("server: TLS handshake error from %s: %v", c.remote, err)
@@ -155,7 +159,7 @@ func (c *conn) serve(ctx context.Context) error {
 	h, err := c.readHead()
 	switch {
 	case err == errIdle:
-		c.in.Release()
+		c.releaseInput()
 		c.raw.WhenReadable(c.onReadable)
 		return nil
 	case err != nil:
@@ -192,9 +196,22 @@ func (c *conn) serve(ctx context.Context) error {
 		c.l.Spawn(c.ctx, c.serveFn)
 		return nil
 	}
-	c.in.Release()
+	c.releaseInput()
 	c.raw.WhenReadable(c.onReadable)
 	return nil
+}
+
+// releaseInput gives the input buffer back to the pool, unless a body read
+// may still be using it: then the buffer stays with this connection (and
+// goes to the garbage collector with it), never to another one.
+func (c *conn) releaseInput() {
+	if c.busyBody != nil {
+		if c.busyBody.Busy() {
+			return
+		}
+		c.busyBody = nil
+	}
+	c.in.Release()
 }
 
 // readHead returns the next request head, reading what the socket has
@@ -304,9 +321,9 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	}
 	c.watchGen++ // disarm the disconnect watch
 	w.finish()
-	if c.s.ReadTimeout > 0 {
-		c.raw.SetReadDeadline(time.Time{})
-	}
+	// Deadlines set for this request, by ReadTimeout or by the handler
+	// through http.ResponseController, end with it.
+	c.raw.SetDeadline(time.Time{})
 	keep := !w.closeAfter && w.err == nil
 	if c.body != nil {
 		// A body that is not fully read, or that a leftover goroutine of
@@ -315,6 +332,9 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 			keep = false
 		}
 		c.body.Close()
+		if c.body.Busy() {
+			c.busyBody = c.body
+		}
 		c.body = nil
 	}
 	return keep
@@ -372,7 +392,7 @@ func (c *conn) drainBody(w *response) {
 	if b == nil || b.Done() {
 		return
 	}
-	if b.Busy() {
+	if b.Busy() || b.Remaining() > maxPostHandlerRead {
 		w.closeAfter = true
 		return
 	}
@@ -382,19 +402,26 @@ func (c *conn) drainBody(w *response) {
 	}
 }
 
-// runHandler calls the handler, turning a panic into a 500 (if nothing was
-// sent yet), a log line and a closed connection.
+// runHandler calls the handler. A panic is logged (unless it is
+// http.ErrAbortHandler) and closes the connection; a handler that had not
+// set a status yet gets a 500, one that had gets its response cut short.
 func (c *conn) runHandler(w *response, req *http.Request) {
 	defer func() {
-		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler {
-				c.s.logf("server: panic serving %s: %v\n%s", c.remote, p, debug.Stack())
-			}
-			w.closeAfter = true
-			if !w.wroteHeader && !w.hijacked {
-				w.handlerHeader = nil
-				http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
-			}
+		p := recover()
+		if p == nil {
+			return
+		}
+		if p != http.ErrAbortHandler {
+			c.s.logf("server: panic serving %s: %v\n%s", c.remote, p, debug.Stack())
+		}
+		w.closeAfter = true
+		switch {
+		case w.hijacked:
+		case w.wroteHeader || p == http.ErrAbortHandler:
+			w.aborted = true
+		default:
+			w.handlerHeader = nil
+			http.Error(w, "500 Internal Server Error", http.StatusInternalServerError)
 		}
 	}()
 	if req.RequestURI == "*" && req.Method == http.MethodOptions && !c.s.DisableGeneralOptionsHandler {
@@ -418,7 +445,7 @@ func (c *conn) closeAfterResponse() {
 	c.phase = phaseClosed
 	c.ls.remove(c)
 	c.s.setState(c, http.StateClosed)
-	c.in.Release()
+	c.releaseInput()
 	deadline := c.l.AfterFunc(lingerBeforeClose, func() { c.raw.Close() })
 	if c.timer != nil {
 		c.timer.Stop()
@@ -456,22 +483,40 @@ func (c *conn) close() {
 		fdpoll.CancelTask(c.reqCtx)
 	}
 	c.raw.Close()
-	c.in.Release()
+	c.releaseInput()
 	c.s.setState(c, http.StateClosed)
 }
 
 // hijack gives the connection away and returns it with the input the
-// server had already read.
+// server had already read. Its bookkeeping belongs to the loop: called from
+// another goroutine, it is done there while the caller waits.
 func (c *conn) hijack() (net.Conn, []byte) {
+	if !c.l.Current() {
+		var buffered []byte
+		fdpoll.Await(context.Background(), fdpoll.Call(c.l, context.Background(), func(context.Context) (struct{}, error) {
+			_, buffered = c.hijack()
+			return struct{}{}, nil
+		}))
+		if c.tlsc != nil {
+			return c.tlsc, buffered
+		}
+		return c.raw, buffered
+	}
 	c.hijacked = true
 	if c.timer != nil {
 		c.timer.Stop()
 	}
+	c.raw.SetDeadline(time.Time{})
 	c.ls.remove(c)
 	c.s.setState(c, http.StateHijacked)
 	buffered := append([]byte(nil), c.in.Buffered()...)
 	c.in.Discard(len(buffered))
-	c.in.Release()
+	if c.body != nil {
+		// Its bytes, if any were buffered, now belong to the hijacker.
+		c.body.Close()
+		c.busyBody = c.body
+	}
+	c.releaseInput()
 	if c.tlsc != nil {
 		return c.tlsc, buffered
 	}

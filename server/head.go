@@ -212,11 +212,11 @@ func (h *head) interpret(hosts int) *requestError {
 		}
 	}
 	for _, v := range h.header["Connection"] {
-		for _, tok := range strings.Split(v, ",") {
-			switch strings.ToLower(strings.TrimSpace(tok)) {
-			case "close":
+		for tok := range strings.SplitSeq(v, ",") {
+			switch tok = textproto.TrimString(tok); {
+			case asciiEqualFold(tok, "close"):
 				h.close = true
-			case "keep-alive":
+			case asciiEqualFold(tok, "keep-alive"):
 				h.keepAlive = true
 			}
 		}
@@ -225,17 +225,24 @@ func (h *head) interpret(hosts int) *requestError {
 		return err
 	}
 	if ex := h.header["Expect"]; len(ex) > 0 {
-		if len(ex) == 1 && strings.EqualFold(ex[0], "100-continue") && h.minor >= 1 {
-			h.expect100 = true
-		} else if !(len(ex) == 1 && strings.EqualFold(ex[0], "100-continue")) {
+		if len(ex) != 1 || !asciiEqualFold(ex[0], "100-continue") {
 			return &requestError{code: http.StatusExpectationFailed, reason: "unsupported Expect"}
 		}
+		h.expect100 = h.minor >= 1
 	}
 	for _, v := range h.header["Trailer"] {
-		for _, k := range strings.Split(v, ",") {
-			if k = strings.TrimSpace(k); k != "" {
-				h.trailerKey = append(h.trailerKey, textproto.CanonicalMIMEHeaderKey(k))
+		for k := range strings.SplitSeq(v, ",") {
+			if k = textproto.TrimString(k); k == "" {
+				continue
 			}
+			if !wsgiinput.IsToken(k) {
+				return badRequest("invalid Trailer field name")
+			}
+			switch k = textproto.CanonicalMIMEHeaderKey(k); k {
+			case "Content-Length", "Transfer-Encoding", "Trailer":
+				return badRequest("field not allowed in a trailer: " + k)
+			}
+			h.trailerKey = append(h.trailerKey, k)
 		}
 	}
 	return nil
@@ -255,19 +262,19 @@ func (h *head) framing() *requestError {
 		}
 		var codings []string
 		for _, v := range te {
-			for _, c := range strings.Split(v, ",") {
-				c = strings.ToLower(strings.TrimSpace(c))
-				if c == "" {
-					return badRequest("empty transfer coding")
+			for c := range strings.SplitSeq(v, ",") {
+				c = textproto.TrimString(c)
+				if !wsgiinput.IsToken(c) {
+					return badRequest("invalid transfer coding")
 				}
 				codings = append(codings, c)
 			}
 		}
-		if codings[len(codings)-1] != "chunked" {
+		if !asciiEqualFold(codings[len(codings)-1], "chunked") {
 			return badRequest("chunked is not the final transfer coding")
 		}
 		for _, c := range codings[:len(codings)-1] {
-			if c == "chunked" {
+			if asciiEqualFold(c, "chunked") {
 				return badRequest("chunked applied more than once")
 			}
 		}
@@ -282,8 +289,8 @@ func (h *head) framing() *requestError {
 	if hasCL {
 		var n int64 = -1
 		for _, v := range cl {
-			for _, part := range strings.Split(v, ",") {
-				m, ok := parseLength(strings.TrimSpace(part))
+			for part := range strings.SplitSeq(v, ",") {
+				m, ok := parseLength(textproto.TrimString(part))
 				if !ok {
 					return badRequest("invalid Content-Length")
 				}
@@ -297,6 +304,28 @@ func (h *head) framing() *requestError {
 		h.header["Content-Length"] = []string{strconv.FormatInt(n, 10)}
 	}
 	return nil
+}
+
+// asciiEqualFold compares protocol tokens case-insensitively in ASCII only:
+// Unicode folding would let "chun\u212Aed" (a Kelvin sign) pass for chunked,
+// which a proxy in front would not agree with.
+func asciiEqualFold(s, t string) bool {
+	if len(s) != len(t) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		a, b := s[i], t[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }
 
 // parseLength parses a Content-Length: digits only, no sign, no overflow.
@@ -343,10 +372,13 @@ func validHost(h string) bool {
 // for CONNECT, and "*" for OPTIONS.
 func (h *head) requestURL() (*url.URL, *requestError) {
 	if h.method == http.MethodConnect && !strings.HasPrefix(h.target, "/") {
-		if strings.Contains(h.target, "/") {
+		// Authority-form: parsed as the host of an absolute URL.
+		u, err := url.ParseRequestURI("http://" + h.target)
+		if err != nil || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 			return nil, badRequest("malformed CONNECT target")
 		}
-		return &url.URL{Host: h.target}, nil
+		u.Scheme = ""
+		return u, nil
 	}
 	u, err := url.ParseRequestURI(h.target)
 	if err != nil {

@@ -65,10 +65,10 @@ func appendValue(dst []byte, v string) []byte {
 }
 
 // hasToken reports whether the comma-separated list v contains tok,
-// case-insensitively.
+// case-insensitively in ASCII.
 func hasToken(v, tok string) bool {
 	for part := range strings.SplitSeq(v, ",") {
-		if strings.EqualFold(strings.TrimSpace(part), tok) {
+		if asciiEqualFold(textproto.TrimString(part), tok) {
 			return true
 		}
 	}

@@ -49,7 +49,7 @@ func (c *conn) newRequest(h *head, req *http.Request) *requestError {
 		if c.s.MaxRequestBodyBytes > 0 {
 			b.SetLimit(c.s.MaxRequestBodyBytes)
 		}
-		if len(h.trailerKey) > 0 {
+		if len(h.trailerKey) > 0 && h.chunked {
 			req.Trailer = make(http.Header, len(h.trailerKey))
 			for _, k := range h.trailerKey {
 				req.Trailer[k] = nil

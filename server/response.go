@@ -3,12 +3,15 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -55,6 +58,9 @@ type response struct {
 	trailers    []string // declared trailer keys
 	err         error    // the connection failed
 	hijacked    bool
+	aborted     bool        // the handler panicked after its status was set
+	fullDuplex  bool        // reading the body after the head is sent
+	done        atomic.Bool // the handler returned: the writer is dead
 
 	expect100    bool // the client waits for 100 Continue
 	sentContinue bool
@@ -71,6 +77,10 @@ func (w *response) Header() http.Header {
 // WriteHeader sends (lazily) the status. 1xx codes other than 101 are sent
 // at once with the current header and do not count as the response.
 func (w *response) WriteHeader(code int) {
+	if w.done.Load() {
+		w.c.s.logf("server: WriteHeader(%d) after the handler returned", code)
+		return
+	}
 	if w.hijacked {
 		w.c.s.logf("server: WriteHeader on hijacked connection")
 		return
@@ -84,8 +94,9 @@ func (w *response) WriteHeader(code int) {
 	}
 	if code >= 100 && code <= 199 && code != http.StatusSwitchingProtocols {
 		if code == http.StatusContinue {
-			w.sendContinue()
-			return
+			// Sent on request, with the current header, and never again
+			// automatically.
+			w.sentContinue = true
 		}
 		b := w.c.scratch()
 		b = appendStatusLine(b, w.req.ProtoAtLeast(1, 1), code)
@@ -93,6 +104,7 @@ func (w *response) WriteHeader(code int) {
 		b = append(b, "\r\n"...)
 		w.write(b)
 		w.c.releaseScratch(b)
+		w.c.raw.Flush()
 		return
 	}
 	w.wroteHeader = true // from now on no 100 Continue (see sendContinue)
@@ -104,6 +116,7 @@ func (w *response) WriteHeader(code int) {
 			w.contentLength = v
 		} else {
 			w.c.s.logf("server: invalid Content-Length of %q", cl)
+			h.Del(hContentLength)
 		}
 	}
 	w.te = h.Get(hTransferEncoding)
@@ -117,7 +130,7 @@ func (w *response) WriteHeader(code int) {
 	}
 	for _, v := range h[hTrailer] {
 		for k := range strings.SplitSeq(v, ",") {
-			if k = strings.TrimSpace(k); k != "" {
+			if k = textproto.TrimString(k); k != "" {
 				w.trailers = append(w.trailers, http.CanonicalHeaderKey(k))
 			}
 		}
@@ -125,7 +138,15 @@ func (w *response) WriteHeader(code int) {
 	w.fields = appendHeader(w.c.scratch(), h, special)
 }
 
+// errAfterReturn is what a ResponseWriter says once its handler returned:
+// a goroutine the handler left behind must not write into the connection,
+// which by then carries another response.
+var errAfterReturn = errors.New("server: ResponseWriter used after the handler returned")
+
 func (w *response) Write(p []byte) (int, error) {
+	if w.done.Load() {
+		return 0, errAfterReturn
+	}
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -189,6 +210,9 @@ func (w *response) Flush() { w.FlushError() }
 
 // FlushError is Flush that reports a failed connection (http.ResponseController).
 func (w *response) FlushError() error {
+	if w.done.Load() {
+		return errAfterReturn
+	}
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -215,18 +239,31 @@ func (w *response) FlushError() error {
 func (w *response) SetReadDeadline(t time.Time) error  { return w.c.raw.SetReadDeadline(t) }
 func (w *response) SetWriteDeadline(t time.Time) error { return w.c.raw.SetWriteDeadline(t) }
 
-// EnableFullDuplex serves http.ResponseController: reading the body after
-// writing the response already works.
-func (w *response) EnableFullDuplex() error { return nil }
+// EnableFullDuplex serves http.ResponseController: the handler will read
+// the body while writing the response, so the server does not drain the
+// body before sending the head.
+func (w *response) EnableFullDuplex() error {
+	w.fullDuplex = true
+	return nil
+}
 
-// Hijack hands the connection to the handler (websockets, CONNECT). The
-// returned reader holds any input the server had already read.
+// Hijack hands the connection to the handler (websockets, CONNECT). A
+// status and body already written are sent first, so the common
+// WriteHeader(101)-then-Hijack works; the returned reader holds any input
+// the server had already read. It may be called from another goroutine
+// (one in fdpoll.Go, say), as long as the handler has not returned.
 func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.done.Load() {
+		return nil, nil, errAfterReturn
+	}
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
-	if w.wroteHeader {
-		return nil, nil, fmt.Errorf("server: Hijack after WriteHeader")
+	if w.wroteHeader && !w.headSent {
+		w.sendHead(w.buf)
+		w.writeBody(w.buf)
+		w.c.releaseScratch(w.buf)
+		w.buf = nil
 	}
 	w.hijacked = true
 	nc, buffered := w.c.hijack()
@@ -263,7 +300,7 @@ func (w *response) sendHead(p []byte) {
 		setCL = len(p)
 		hasCL = true
 	}
-	if w.wants10KA && keepAlives && hasCL && strings.EqualFold(w.connection, "keep-alive") {
+	if w.wants10KA && keepAlives && hasCL && asciiEqualFold(w.connection, "keep-alive") {
 		w.closeAfter = false
 	}
 	var setConnection string
@@ -274,14 +311,14 @@ func (w *response) sendHead(p []byte) {
 	} else if !w.req.ProtoAtLeast(1, 1) || w.wantsClose {
 		w.closeAfter = true
 	}
-	if strings.EqualFold(w.connection, "close") || !keepAlives {
+	if asciiEqualFold(w.connection, "close") || !keepAlives {
 		w.closeAfter = true
 	}
 	if w.expect100 && !w.sentContinue {
 		// The client still holds the body back: it cannot be drained.
 		w.closeAfter = true
 	}
-	if !w.closeAfter {
+	if !w.closeAfter && !w.fullDuplex {
 		w.c.drainBody(w) // may decide to close
 	}
 
@@ -297,7 +334,7 @@ func (w *response) sendHead(p []byte) {
 			dropType = true
 		}
 	}
-	if hasCL && hasTE && !strings.EqualFold(w.te, "identity") {
+	if hasCL && hasTE && !asciiEqualFold(w.te, "identity") {
 		w.c.s.logf("server: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", w.te, w.contentLength)
 		dropCL, hasCL = true, false
 	}
@@ -308,7 +345,7 @@ func (w *response) sendHead(p []byte) {
 	case hasCL:
 		dropTE = true
 	case w.req.ProtoAtLeast(1, 1):
-		if hasTE && strings.EqualFold(w.te, "identity") {
+		if hasTE && asciiEqualFold(w.te, "identity") {
 			w.closeAfter = true
 			dropTE = true
 		} else {
@@ -379,7 +416,7 @@ func appendFieldValues(b []byte, key string, vs []string) []byte {
 	for _, v := range vs {
 		b = append(b, key...)
 		b = append(b, ": "...)
-		b = appendValue(b, strings.TrimSpace(v))
+		b = appendValue(b, textproto.TrimString(v))
 		b = append(b, "\r\n"...)
 	}
 	return b
@@ -442,10 +479,20 @@ func (w *response) write(b []byte) {
 	}
 }
 
-// finish completes the response after the handler returned.
+// finish completes the response after the handler returned. An aborted
+// response (the handler panicked after setting its status) is not
+// completed: what was sent stays truncated, without a last chunk or a
+// computed length, so the client sees the failure.
 func (w *response) finish() {
 	w.handlerDone = true
+	defer w.done.Store(true)
 	if w.hijacked {
+		return
+	}
+	if w.aborted {
+		w.closeAfter = true
+		w.c.releaseScratch(w.buf)
+		w.buf = nil
 		return
 	}
 	if !w.wroteHeader {
@@ -467,6 +514,10 @@ func (w *response) finish() {
 	}
 	if w.contentLength != -1 && w.written != w.contentLength && bodyAllowedForStatus(w.status) && !w.isHead {
 		// The declared length was not honoured: the framing is broken.
+		w.closeAfter = true
+	}
+	if w.status == http.StatusSwitchingProtocols {
+		// Switched but not hijacked: nothing HTTP follows.
 		w.closeAfter = true
 	}
 }

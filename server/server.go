@@ -585,8 +585,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return lnErr
 	}
 	poll := time.Millisecond
+	begun := time.Now()
 	for {
-		s.closeIdle()
+		s.closeIdle(time.Since(begun) > newConnGrace)
 		if s.nconns.Load() == 0 {
 			return lnErr
 		}
@@ -598,6 +599,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	}
 }
+
+// newConnGrace is how long Shutdown lets a connection that has sent nothing
+// yet start its request.
+const newConnGrace = 5 * time.Second
 
 // Close closes the listeners and every connection at once.
 func (s *Server) Close() error {
@@ -641,13 +646,20 @@ func (s *Server) closeListenersLocked() error {
 	return err
 }
 
-// closeIdle closes, on each loop, the connections waiting for a request.
-func (s *Server) closeIdle() {
+// closeIdle closes, on each loop, the connections that have no request in
+// progress: idle keep-alive ones, and ones with only part of a request head
+// (a TLS connection's task may be parked reading it). A brand-new connection
+// that has sent nothing yet is given until force, as net/http gives it a
+// few seconds.
+func (s *Server) closeIdle(force bool) {
 	for _, ls := range s.loops {
 		ls.l.Post(func() {
 			for c := ls.conns; c != nil; {
 				next := c.next
-				if !c.running && (c.phase == phaseIdle || (c.phase == phaseHead && c.served == 0 && len(c.in.Buffered()) == 0)) {
+				switch {
+				case c.phase == phaseIdle:
+					c.close()
+				case c.phase == phaseHead && (force || c.served > 0 || len(c.in.Buffered()) > 0):
 					c.close()
 				}
 				c = next

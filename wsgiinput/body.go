@@ -371,6 +371,20 @@ func (b *Body) Discard(limit int64) (done bool, err error) {
 	return false, nil
 }
 
+// Remaining returns how many payload bytes are still to be read, or -1 when
+// the framing does not say (chunked, read-until-close).
+func (b *Body) Remaining() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.reading {
+		return -1
+	}
+	if d, ok := b.dec.(*lengthDecoder); ok {
+		return d.left + int64(len(b.pend))
+	}
+	return -1
+}
+
 // Done reports whether the whole body has been read.
 func (b *Body) Done() bool {
 	b.mu.Lock()

@@ -23,12 +23,13 @@ var buffers = sync.Pool{New: func() any {
 // Release, so an idle connection holds none. An Input is not safe for
 // concurrent use.
 type Input struct {
-	src  io.Reader
-	buf  []byte
-	pool *[]byte // the pooled buffer buf came from, if it did
-	r, w int
-	max  int
-	err  error
+	src     io.Reader
+	buf     []byte
+	pool    *[]byte // the pooled buffer buf came from, if it did
+	r, w    int
+	max     int
+	err     error
+	reading int // reads from src in progress (a Fill may hold a slice of buf)
 }
 
 // NewInput returns an Input reading from src whose buffer may grow to maxBytes
@@ -89,7 +90,9 @@ func (in *Input) Fill() error {
 	if len(space) == 0 {
 		return errBufferFull
 	}
+	in.reading++
 	n, err := in.src.Read(space)
+	in.reading--
 	in.w += n
 	if err != nil {
 		in.err = err
@@ -106,7 +109,9 @@ func (in *Input) ReadDirect(p []byte) (int, error) {
 	if in.err != nil {
 		return 0, in.err
 	}
+	in.reading++
 	n, err := in.src.Read(p)
+	in.reading--
 	if err != nil {
 		in.err = err
 	}
@@ -121,9 +126,11 @@ func (in *Input) SetErr(err error) { in.err = err }
 func (in *Input) Err() error { return in.err }
 
 // Release gives an empty buffer back to the pool; the next Space takes one
-// again. It does nothing while bytes are buffered.
+// again. It does nothing while bytes are buffered, or while a read from the
+// source is in progress: that read writes into the buffer when it returns,
+// and the buffer must not by then belong to another connection.
 func (in *Input) Release() {
-	if in.r == in.w && in.buf != nil {
+	if in.r == in.w && in.buf != nil && in.reading == 0 {
 		in.putBuffer()
 		in.buf, in.r, in.w = nil, 0, 0
 	}
