@@ -91,6 +91,8 @@ func (f *Future[T]) Complete(v T, err error) bool {
 		return false
 	}
 	f.val, f.err = v, err
+	// Done is visible before anyone wakes: a woken waiter must find it so.
+	c.state.Store(coreLocked | coreDone)
 	c.waiters.wakeAll()
 	c.unlock(coreDone)
 	return true

@@ -157,3 +157,30 @@ func TestOnComplete(t *testing.T) {
 		}
 	}
 }
+
+// A future is Done by the time anything woken by its completion runs.
+func TestDoneBeforeWaitersWake(t *testing.T) {
+	g := newGroup(t, 2)
+	for _, where := range []string{"task", "goroutine"} {
+		t.Run(where, func(t *testing.T) {
+			body := func(ctx context.Context) error {
+				for range 2000 {
+					f := NewFuture[int]()
+					go f.Complete(1, nil)
+					if _, err := Await(ctx, f); err != nil {
+						return err
+					}
+					if !f.Done() {
+						t.Fatal("Await returned while the future was not Done")
+					}
+				}
+				return nil
+			}
+			if where == "task" {
+				inTask(t, g.Loop(0), body)
+			} else if err := body(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

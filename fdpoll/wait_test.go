@@ -13,9 +13,11 @@ func TestWaitAllAndWaitAny(t *testing.T) {
 	g := newGroup(t, 1)
 	check := func(ctx context.Context) {
 		a, b, c := NewFuture[int](), NewFuture[string](), NewFuture[int]()
+		next := make(chan struct{})
 		go func() {
 			time.Sleep(5 * time.Millisecond)
 			b.Complete("b", nil)
+			<-next
 			time.Sleep(5 * time.Millisecond)
 			a.Complete(1, errors.New("a failed")) // an error still counts as done
 			c.Complete(3, nil)
@@ -24,6 +26,7 @@ func TestWaitAllAndWaitAny(t *testing.T) {
 		if i != 1 || err != nil {
 			t.Errorf("WaitAny = %d, %v; want 1", i, err)
 		}
+		close(next)
 		if err := WaitAll(ctx, a, b, c); err != nil {
 			t.Errorf("WaitAll = %v", err)
 		}
