@@ -17,6 +17,10 @@ import (
 // When ctx is done first, Await returns ctx.Err(); f is not cancelled. On a
 // loop goroutine outside a task it returns ErrNotInTask rather than block the
 // loop, and in a task whose loop is closing it returns ErrClosed.
+//
+// A sequence pulled with iter.Pull inside a task runs on a coroutine of its
+// own, which is not the task: waiting there blocks the loop. Iterate with
+// range over a function instead, which runs on the task itself.
 func Await[T any](ctx context.Context, f *Future[T]) (T, error) {
 	if f.core.isDone() {
 		return f.val, f.err

@@ -137,8 +137,10 @@ func (f *Future[T]) OnComplete(fn func(T, error)) {
 		}()
 		return
 	}
-	if !f.core.subscribe(&waiter{wakeup: wakeup{fn: call, l: l}}) {
-		l.Post(call)
+	if !f.core.subscribe(&waiter{wakeup: wakeup{fn: call, l: l, orGo: true}}) {
+		if !l.postFunc(call) {
+			go call()
+		}
 	}
 }
 

@@ -104,7 +104,7 @@ func (g *Group) Loop(i int) *Loop { return g.loops[i] }
 
 // Next returns a loop of g, taking them in turn.
 func (g *Group) Next() *Loop {
-	return g.loops[int(g.next.Add(1)-1)%len(g.loops)]
+	return g.loops[(g.next.Add(1)-1)%uint32(len(g.loops))]
 }
 
 // Spawn starts fn as a task on one of g's loops, taking them in turn. See
@@ -113,17 +113,24 @@ func (g *Group) Spawn(ctx context.Context, fn func(ctx context.Context) error) *
 	return g.Next().Spawn(ctx, fn)
 }
 
-var errCloseFromLoop = errors.New("fdpoll: Group.Close called from one of the group's own loops")
+var (
+	errCloseFromLoop   = errors.New("fdpoll: Group.Close called from one of the group's own loops")
+	errCloseFromWorker = errors.New("fdpoll: Group.Close called from a Go function of the group")
+)
 
 // Close shuts g down and waits for it: tasks' contexts are cancelled and
 // their pending waits fail with ErrClosed, every connection and watched fd is
 // closed, the loops exit once their tasks have returned, and the worker pool
 // behind Go stops after its running functions return. Close returns when no
 // goroutine, fd or timer of g is left. It must not be called from one of g's
-// own loops. Closing twice is a no-op.
+// own loops or Go functions. Connections are closed at once: output the
+// socket could not take yet is discarded. Closing twice is a no-op.
 func (g *Group) Close() error {
 	if _, l := current(nil); l != nil && l.group == g {
 		return errCloseFromLoop
+	}
+	if g.workers.isWorker(getg()) {
+		return errCloseFromWorker // it would wait for itself
 	}
 	g.closeOnce.Do(func() {
 		g.closed.Store(true)

@@ -63,11 +63,17 @@ func (l *Loop) Listen(network, address string, reusePort bool) (*Listener, error
 		unix.Close(fd)
 		return nil, opErr(os.NewSyscallError("listen", err))
 	}
-	return l.NewListener(fd, network)
+	ln, err := l.NewListener(fd, network)
+	if err != nil {
+		unix.Close(fd)
+		return nil, opErr(err)
+	}
+	return ln, nil
 }
 
 // NewListener takes ownership of fd, a listening stream socket, and
-// registers it with l. The fd is made non-blocking and close-on-exec.
+// registers it with l. The fd is made non-blocking and close-on-exec. If it
+// fails, fd is left open.
 func (l *Loop) NewListener(fd int, network string) (*Listener, error) {
 	if err := unix.SetNonblock(fd, true); err != nil {
 		return nil, os.NewSyscallError("setnonblock", err)

@@ -150,6 +150,16 @@ func (l *Loop) schedule(it item) {
 	l.post(it)
 }
 
+// postFunc runs fn on l soon, from any goroutine; it reports false if l has
+// exited and fn will not run.
+func (l *Loop) postFunc(fn func()) bool {
+	if l.onLoop() {
+		l.runq = append(l.runq, item{fn: fn})
+		return true
+	}
+	return l.post(item{fn: fn})
+}
+
 // wakeTask schedules t to resume if it is still parked at generation gen.
 // It may be called from any goroutine.
 func (l *Loop) wakeTask(t *task, gen uint32) { l.schedule(item{t: t, gen: gen}) }
@@ -185,6 +195,12 @@ func (l *Loop) serve() {
 	defer l.afterServe()
 	l.loopG.Store(getg())
 	for {
+		if l.closing && l.ntasks == 0 && l.head == len(l.runq) {
+			// Checked first too: a serve restarted after a task's Goexit
+			// may have nothing left to wait for.
+			l.exit()
+			return
+		}
 		n, err := l.poller.wait(l.pollTimeout())
 		if err != nil {
 			panic(fmt.Sprintf("fdpoll: loop %d: %v", l.index, err))
@@ -199,10 +215,6 @@ func (l *Loop) serve() {
 		l.fireTimers()
 		l.runReady()
 		l.flush()
-		if l.closing && l.ntasks == 0 && l.head == len(l.runq) {
-			l.exit()
-			return
-		}
 	}
 }
 
@@ -376,6 +388,11 @@ func (l *Loop) register(fd int, o fdOwner, poll bool) error {
 	for fd >= len(l.fds) {
 		l.fds = append(l.fds, nil)
 	}
+	if w, ok := l.fds[fd].(*fdWatch); ok && w != o {
+		// A WaitFD watch on a number that was closed and now names this
+		// new fd: its waits can never be answered.
+		w.displaced()
+	}
 	l.fds[fd] = o
 	return nil
 }
@@ -415,6 +432,11 @@ func (l *Loop) deregister(fd int, poll bool) {
 	}
 }
 
+// owns reports whether o is the registered owner of fd.
+func (l *Loop) owns(fd int, o fdOwner) bool {
+	return fd < len(l.fds) && l.fds[fd] == o
+}
+
 // beginClose starts shutting l down: every task's context is cancelled, every
 // parked task is woken (its waits now fail with ErrClosed) and every fd is
 // released. The loop exits once its last task returns.
@@ -437,6 +459,19 @@ func (l *Loop) beginClose() {
 }
 
 func (l *Loop) exit() {
+	// From here on the loop accepts no work: a post fails (tasks that were
+	// posted complete with ErrClosed), and no goroutine counts as being on
+	// this loop any more. A dead goroutine's descriptor is reused by the
+	// runtime, so the identity must go before the goroutine does.
+	l.mu.Lock()
+	l.exited = true
+	rest := l.posted
+	l.posted = nil
+	l.mu.Unlock()
+	l.loopG.Store(0)
+	l.curG.Store(0)
+	registerLoops([]*Loop{l}, false)
+
 	for _, o := range l.fds {
 		if o != nil {
 			o.shutdown()
@@ -449,22 +484,21 @@ func (l *Loop) exit() {
 	l.coros = nil
 	clear(l.timers)
 	l.timers = nil
-	l.mu.Lock()
-	l.exited = true
-	rest := l.posted
-	l.posted = nil
-	l.poller.close()
-	l.mu.Unlock()
-	// Work posted before the exit: functions still run (on this goroutine,
+	// Work queued before the exit: functions still run (on this goroutine,
 	// with the loop closing, so a registration closes its fd); tasks that
-	// never started fail with ErrClosed.
-	for _, it := range rest {
+	// never started fail with ErrClosed. Whatever they schedule now finds
+	// the loop exited.
+	for _, it := range append(l.runq[l.head:], rest...) {
 		if it.fn != nil {
 			it.fn()
 		} else {
 			dropItem(it)
 		}
 	}
+	l.runq, l.head = nil, 0
+	l.mu.Lock()
+	l.poller.close()
+	l.mu.Unlock()
 	l.clean = true
 	close(l.done)
 }

@@ -53,8 +53,11 @@ func (t *task) run() {
 			} else {
 				// runtime.Goexit: the coroutine is unwinding and cannot be
 				// reused; the loop replaces its goroutine (see Loop.serve).
+				// Its identity goes first: the runtime reuses the
+				// descriptor of a goroutine that ends.
 				err = errGoexit
 				t.co.dead = true
+				t.loop.curG.Store(0)
 			}
 		}
 		t.finish(err)

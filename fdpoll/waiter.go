@@ -21,6 +21,9 @@ type wakeup struct {
 	ch  chan struct{} // a blocked goroutine: capacity 1, non-blocking send
 	fn  func()        // a callback: run on loop l
 	l   *Loop
+	// orGo: if l has exited, run fn on a goroutine of its own rather than
+	// drop it (OnComplete promises to run its callback).
+	orGo bool
 }
 
 // wake performs the wake-up. It never blocks.
@@ -34,7 +37,9 @@ func (w wakeup) wake() {
 		default:
 		}
 	case w.fn != nil:
-		w.l.Post(w.fn)
+		if !w.l.postFunc(w.fn) && w.orGo {
+			go w.fn()
+		}
 	}
 }
 

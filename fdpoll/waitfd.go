@@ -44,7 +44,8 @@ var errNoEvents = errors.New("fdpoll: WaitFD needs Readable, Writable or both")
 // Inside a task the task suspends while the loop watches fd; any other
 // goroutine blocks while a loop of the default group watches it. fd stays the
 // caller's: WaitFD never reads, writes or closes it. Closing fd while a
-// WaitFD on it is pending leaves that wait to its timeout or ctx.
+// WaitFD on it is pending leaves that wait to its timeout or ctx, or fails
+// it if the fd number is reused by a Conn or Listener of the loop.
 func WaitFD(ctx context.Context, fd int, ev Events, timeout time.Duration) error {
 	ev &= Readable | Writable
 	if ev == 0 {
@@ -165,6 +166,10 @@ type fdWatch struct {
 	waits    []*fdWait
 }
 
+// errFDReused fails the WaitFD calls on an fd that was closed while they
+// waited and whose number now belongs to a Conn or Listener of the loop.
+var errFDReused = errors.New("fdpoll: WaitFD: the fd was closed and its number reused")
+
 // addWait registers fw with the loop's poller. It runs on l.
 func (l *Loop) addWait(fw *fdWait) {
 	if l.closing {
@@ -183,7 +188,10 @@ func (l *Loop) addWait(fw *fdWait) {
 	}
 	fwch.waits = append(fwch.waits, fw)
 	fw.watch = fwch
-	if err := fwch.update(); err != nil {
+	// Register even if the watch exists: its registration may be of a file
+	// closed since, whose number now names another (the kernel drops the
+	// registration of a closed file).
+	if err := fwch.update(true); err != nil {
 		fwch.drop(fw)
 		if errors.Is(err, unix.EPERM) {
 			// A regular file or directory: always ready, as with poll(2).
@@ -199,7 +207,7 @@ func (l *Loop) addWait(fw *fdWait) {
 func (l *Loop) removeWait(fw *fdWait) {
 	if w := fw.watch; w != nil {
 		w.drop(fw)
-		w.update()
+		w.update(false)
 	}
 }
 
@@ -213,19 +221,27 @@ func (w *fdWatch) drop(fw *fdWait) {
 	fw.watch = nil
 }
 
-// update brings the poller's interest in line with the pending waits.
-func (w *fdWatch) update() error {
+// update brings the poller's interest in line with the pending waits; with
+// force it registers again even if the interest is unchanged. A watch only
+// ever touches the poller and the loop's fd table while it owns the fd
+// number there.
+func (w *fdWatch) update(force bool) error {
 	var want Events
 	for _, fw := range w.waits {
 		want |= fw.ev
 	}
 	registered := w.interest != 0
-	if want == w.interest {
-		return nil
+	if registered && !w.l.owns(w.fd, w) {
+		return nil // displaced: the number is another owner's now
 	}
 	if want == 0 {
-		w.l.deregister(w.fd, true)
-		w.interest = 0
+		if registered {
+			w.l.deregister(w.fd, true)
+			w.interest = 0
+		}
+		return nil
+	}
+	if want == w.interest && !force {
 		return nil
 	}
 	err := w.l.poller.watch(w.fd, want, registered)
@@ -234,11 +250,10 @@ func (w *fdWatch) update() error {
 		err = w.l.poller.watch(w.fd, want, false)
 	}
 	if err != nil {
-		if !registered {
-			return err
+		if registered {
+			w.l.deregister(w.fd, true)
+			w.interest = 0
 		}
-		w.l.deregister(w.fd, true)
-		w.interest = 0
 		return err
 	}
 	if !registered {
@@ -246,6 +261,17 @@ func (w *fdWatch) update() error {
 	}
 	w.interest = want
 	return nil
+}
+
+// displaced fails the pending waits of a watch whose fd number another owner
+// (a Conn, a Listener) has just registered: the watched file was closed.
+func (w *fdWatch) displaced() {
+	for _, fw := range w.waits {
+		fw.watch = nil
+		fw.fail(errFDReused)
+	}
+	w.waits = nil
+	w.interest = 0
 }
 
 func (w *fdWatch) ready(ev Events) {
@@ -261,7 +287,7 @@ func (w *fdWatch) ready(ev Events) {
 	}
 	clear(w.waits[len(kept):])
 	w.waits = kept
-	w.update()
+	w.update(false)
 }
 
 func (w *fdWatch) shutdown() {
@@ -270,5 +296,5 @@ func (w *fdWatch) shutdown() {
 		fw.fail(ErrClosed)
 	}
 	w.waits = nil
-	w.update()
+	w.update(false)
 }

@@ -78,10 +78,11 @@ type workerPool struct {
 	wg     sync.WaitGroup
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	gs     map[uintptr]bool // the workers' goroutine identities
 }
 
 func newWorkerPool(max int) *workerPool {
-	p := &workerPool{max: max}
+	p := &workerPool{max: max, gs: map[uintptr]bool{}}
 	p.cond.L = &p.mu
 	p.ctx, p.cancel = context.WithCancelCause(context.Background())
 	return p
@@ -108,11 +109,14 @@ func (p *workerPool) submit(fn func()) bool {
 
 func (p *workerPool) work() {
 	defer p.wg.Done()
+	g := getg()
 	p.mu.Lock()
+	p.gs[g] = true
 	for {
 		for len(p.queue) == 0 {
 			if p.closed {
 				p.n--
+				delete(p.gs, g)
 				p.mu.Unlock()
 				return
 			}
@@ -127,6 +131,13 @@ func (p *workerPool) work() {
 		fn()
 		p.mu.Lock()
 	}
+}
+
+// isWorker reports whether g is one of p's workers.
+func (p *workerPool) isWorker(g uintptr) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.gs[g]
 }
 
 // close cancels the context of running functions, lets queued ones fail
