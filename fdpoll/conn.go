@@ -51,6 +51,7 @@ type Conn struct {
 	laddr   net.Addr
 	raddr   net.Addr
 	dgram   bool // a connected datagram socket: Write sends at once
+	ownFD   bool // made by Dial: no other descriptor refers to the socket
 	rready  bool // no read has met EAGAIN since the last readable event
 
 	mu       sync.Mutex
@@ -67,6 +68,8 @@ type Conn struct {
 	rdl, wdl time.Time
 	wcalls   int // write syscalls made, for tests of coalescing
 
+	lazyLaddr    bool   // laddr is read from the socket on first use
+	lazyRaddr    bool   // raddr likewise
 	enqueue      func() // adds c to the loop's flush list; allocated once
 	whenReadable waiter // the callback of WhenReadable
 }
@@ -102,12 +105,23 @@ func (l *Loop) NewConn(fd int, network string) (*Conn, error) {
 		return nil, os.NewSyscallError("setnonblock", err)
 	}
 	unix.CloseOnExec(fd)
-	c := &Conn{loop: l, fd: fd, network: network, rready: true}
+	return l.adopt(fd, network, nil, false)
+}
+
+// adopt wraps a connected non-blocking socket. peer, if known (from
+// accept), spares a syscall; the addresses are otherwise read when first
+// asked for. own says that no other descriptor refers to the socket.
+func (l *Loop) adopt(fd int, network string, peer unix.Sockaddr, own bool) (*Conn, error) {
+	c := &Conn{loop: l, fd: fd, network: network, rready: true, ownFD: own, lazyLaddr: true}
 	c.enqueue = func() { c.loop.dirty = append(c.loop.dirty, c) }
 	if network != "unix" {
 		unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	}
-	c.setAddrs()
+	if peer != nil {
+		c.raddr = addrOf(network, peer)
+	} else {
+		c.lazyRaddr = true
+	}
 	if err := l.registerAnywhere(fd, c); err != nil {
 		return nil, err
 	}
@@ -118,15 +132,37 @@ func (l *Loop) NewConn(fd int, network string) (*Conn, error) {
 func (c *Conn) Loop() *Loop { return c.loop }
 
 // LocalAddr returns the local network address.
-func (c *Conn) LocalAddr() net.Addr { return c.laddr }
+func (c *Conn) LocalAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lazyLaddr && !c.released {
+		c.lazyLaddr = false
+		if sa, err := unix.Getsockname(c.fd); err == nil {
+			c.laddr = addrOf(c.network, sa)
+		}
+	}
+	return c.laddr
+}
 
 // RemoteAddr returns the remote network address.
-func (c *Conn) RemoteAddr() net.Addr { return c.raddr }
+func (c *Conn) RemoteAddr() net.Addr {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lazyRaddr && !c.released {
+		c.lazyRaddr = false
+		if sa, err := unix.Getpeername(c.fd); err == nil {
+			c.raddr = addrOf(c.network, sa)
+		}
+	}
+	return c.raddr
+}
 
 func (c *Conn) opErr(op string, err error) error {
 	if err == nil || err == io.EOF {
 		return err
 	}
+	// The addresses as known: an error path does not make syscalls (and
+	// c.mu may be held).
 	return &net.OpError{Op: op, Net: c.network, Source: c.laddr, Addr: c.raddr, Err: err}
 }
 
@@ -583,7 +619,9 @@ func (c *Conn) releaseLocked() {
 		c.loop.stopTimer(c.linger)
 		c.linger = nil
 	}
-	c.loop.deregister(c.fd, true)
+	// Closing the only descriptor of a socket removes it from the epoll
+	// set: a socket Dial made needs no EPOLL_CTL_DEL (kqueue likewise).
+	c.loop.deregister(c.fd, !c.ownFD)
 	unix.Close(c.fd)
 	if c.wbuf != nil {
 		c.loop.putBuf(c.wbuf)

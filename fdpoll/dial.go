@@ -72,20 +72,29 @@ func (l *Loop) connect(ctx context.Context, network string, family int, sa unix.
 		unix.Close(fd)
 		return nil, os.NewSyscallError("connect", err)
 	}
+	inProgress := err != nil
 	c, err := newConn(l, fd, network)
 	if err != nil {
 		unix.Close(fd)
 		return nil, err
 	}
-	c.dgram = dgram
-	if err := c.awaitConnect(ctx); err != nil {
-		c.mu.Lock()
-		c.closed = true
-		c.releaseLocked()
-		c.mu.Unlock()
-		return nil, err
+	c.dgram, c.ownFD = dgram, true
+	if inProgress {
+		// A stream socket: wait for the connect to finish. One that
+		// returned 0 (datagram and unix sockets) is done already.
+		if err := c.awaitConnect(ctx); err != nil {
+			c.mu.Lock()
+			c.closed = true
+			c.releaseLocked()
+			c.mu.Unlock()
+			return nil, err
+		}
 	}
-	c.setAddrs()
+	// The peer is the address dialled; the local address is read from the
+	// socket when first asked for. (Each of x/sys/unix's Getsockname and
+	// Getpeername costs two syscalls on Linux: it asks SO_PROTOCOL too.)
+	c.raddr = addrOf(network, sa)
+	c.lazyLaddr = true
 	return c, nil
 }
 
@@ -139,14 +148,6 @@ func (c *Conn) awaitConnect(ctx context.Context) error {
 	}
 }
 
-func (c *Conn) setAddrs() {
-	if sa, err := unix.Getsockname(c.fd); err == nil {
-		c.laddr = addrOf(c.network, sa)
-	}
-	if sa, err := unix.Getpeername(c.fd); err == nil {
-		c.raddr = addrOf(c.network, sa)
-	}
-}
 
 var errNotNumeric = errors.New("address must be a numeric ip:port (resolve host names first)")
 

@@ -132,10 +132,10 @@ func (ln *Listener) AcceptOn(l *Loop) (*Conn, error) {
 			ln.mu.Unlock()
 			return nil, ln.opErr(net.ErrClosed)
 		}
-		nfd, err := accept(ln.fd)
+		nfd, peer, err := accept(ln.fd)
 		if err == nil {
 			ln.mu.Unlock()
-			c, err := l.NewConn(nfd, ln.network)
+			c, err := l.adopt(nfd, ln.network, peer, true)
 			if err != nil {
 				unix.Close(nfd)
 				return nil, ln.opErr(err)

@@ -27,20 +27,21 @@ func socket(family, typ int) (int, error) {
 	return fd, nil
 }
 
-// accept accepts a connection as a non-blocking, close-on-exec socket.
-func accept(fd int) (int, error) {
+// accept accepts a connection as a non-blocking, close-on-exec socket and
+// returns the peer's address.
+func accept(fd int) (int, unix.Sockaddr, error) {
 	syscall.ForkLock.RLock()
-	nfd, _, err := unix.Accept(fd)
+	nfd, sa, err := unix.Accept(fd)
 	if err == nil {
 		unix.CloseOnExec(nfd)
 	}
 	syscall.ForkLock.RUnlock()
 	if err != nil {
-		return -1, err
+		return -1, nil, err
 	}
 	if err := unix.SetNonblock(nfd, true); err != nil {
 		unix.Close(nfd)
-		return -1, err
+		return -1, nil, err
 	}
-	return nfd, nil
+	return nfd, sa, nil
 }
