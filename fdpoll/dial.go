@@ -148,7 +148,6 @@ func (c *Conn) awaitConnect(ctx context.Context) error {
 	}
 }
 
-
 var errNotNumeric = errors.New("address must be a numeric ip:port (resolve host names first)")
 
 // sockaddr parses a Dial address.
