@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/yieldio/yieldio/dnsasync"
 	"github.com/yieldio/yieldio/server"
 )
 
@@ -61,6 +62,7 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /wait", waitHandler)
 	mux.HandleFunc("GET /ticks", ticksHandler)
 	mux.HandleFunc("/hash", hashHandler)
+	mux.Handle("GET /lookup", lookupHandler(dnsasync.Default()))
 	return mux
 }
 
@@ -69,5 +71,6 @@ func usage(host string) string {
   curl 'http://%[1]s/wait?delay=20ms&timeout=100ms'   wait for a pipe with fdpoll.WaitFD
   curl -N 'http://%[1]s/ticks?n=5&every=200ms'        server-sent events on loop timers
   head -c 100000000 /dev/urandom | curl -T - http://%[1]s/hash   hash a streamed upload
+  curl 'http://%[1]s/lookup?name=localhost&type=IP'   resolve a name with dnsasync
 `, host)
 }
