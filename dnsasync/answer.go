@@ -45,7 +45,7 @@ func (r *Resolver) interpret(reply *dns.Msg, qname string, qtype uint16, server 
 				h := rr.Header()
 				if c, ok := rr.(*dns.CNAME); ok && h.Class == dns.ClassINET && sameName(h.Name, cur) {
 					next = fromWire(c.Target)
-					rd.ttl = min(rd.ttl, h.Ttl)
+					rd.ttl = min(rd.ttl, ttlValue(h.Ttl))
 					break
 				}
 			}
@@ -84,7 +84,7 @@ func (r *Resolver) interpret(reply *dns.Msg, qname string, qtype uint16, server 
 			ans.addrs = append(ans.addrs, a)
 		}
 		ans.rrs = append(ans.rrs, rr)
-		minTTL = min(minTTL, h.Ttl)
+		minTTL = min(minTTL, ttlValue(h.Ttl))
 	}
 	switch {
 	case len(ans.rrs) > 0:
@@ -116,7 +116,7 @@ func (r *Resolver) positiveTTL(ttl uint32) time.Duration {
 func (r *Resolver) negativeTTL(reply *dns.Msg, chainTTL uint32) time.Duration {
 	for _, rr := range reply.Ns {
 		if soa, ok := rr.(*dns.SOA); ok {
-			ttl := min(soa.Hdr.Ttl, soa.Minttl, chainTTL)
+			ttl := min(ttlValue(soa.Hdr.Ttl), ttlValue(soa.Minttl), chainTTL)
 			return min(time.Duration(ttl)*time.Second, r.s.maxNegTTL)
 		}
 	}
@@ -127,4 +127,13 @@ func (r *Resolver) negativeTTL(reply *dns.Msg, chainTTL uint32) time.Duration {
 func sameName(wire, name string) bool {
 	wire = strings.TrimSuffix(wire, ".")
 	return equalFoldASCII(wire, name)
+}
+
+// ttlValue reads a TTL field: a value with the top bit set counts as 0
+// (RFC 2181 section 8), not as 68 years.
+func ttlValue(ttl uint32) uint32 {
+	if ttl >= 1<<31 {
+		return 0
+	}
+	return ttl
 }

@@ -105,8 +105,8 @@ func BenchmarkCachedLookupHostParallel(b *testing.B) {
 func BenchmarkCacheGet(b *testing.B) {
 	c := newCache(DefaultCacheSize)
 	k := cacheKey{"host.example.test", dns.TypeA}
-	_, f, _ := c.join(k, monoNow())
-	c.finish(k, f, &answer{ttl: 3600e9}, nil)
+	c.join(k, monoNow(), func() *fdpoll.Future[*answer] { return fdpoll.NewFuture[*answer]() })
+	c.settle(k, &answer{ttl: 3600e9}, nil)
 	now := monoNow()
 	b.ReportAllocs()
 	for b.Loop() {

@@ -172,36 +172,35 @@ func (c *cache) getAll(name string, qtypes []uint16, now int64, out *answers) bo
 // join returns the cached answer for k, or the future of the query in
 // flight for it, or, when there is neither, a new future that the caller
 // (the leader) must complete through finish.
-func (c *cache) join(k cacheKey, now int64) (ans *answer, f *fdpoll.Future[*answer], leader bool) {
+func (c *cache) join(k cacheKey, now int64, start func() *fdpoll.Future[*answer]) (*answer, *fdpoll.Future[*answer]) {
 	s := c.shard(k.name)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if ans := s.lookup(k, now); ans != nil {
-		return ans, nil, false
+		return ans, nil
 	}
 	// A done flight is left over from a query whose task never ran (its
 	// loop closed): start afresh.
 	if f := s.flights[k]; f != nil && !f.Done() {
-		return nil, f, false
+		return nil, f
 	}
-	f = fdpoll.NewFuture[*answer]()
+	f := start()
 	s.flights[k] = f
-	return nil, f, true
+	return nil, f
 }
 
-// finish ends the flight f for k: the answer is cached if it may be, the
-// flight is forgotten, and f completes.
-func (c *cache) finish(k cacheKey, f *fdpoll.Future[*answer], ans *answer, err error) {
+// settle ends the flight for k from inside its query: the answer is cached
+// if it may be and the flight is forgotten; the query's future completes
+// when its task returns. While a query runs, its flight is the only one for
+// k (a flight is replaced only once done), so the one in the map is its own.
+func (c *cache) settle(k cacheKey, ans *answer, err error) {
 	s := c.shard(k.name)
 	s.mu.Lock()
-	if s.flights[k] == f {
-		delete(s.flights, k)
-	}
+	delete(s.flights, k)
 	if err == nil && ans != nil && ans.ttl > 0 {
 		s.put(k, ans, monoNow()+int64(ans.ttl))
 	}
 	s.mu.Unlock()
-	f.Complete(ans, err)
 }
 
 // store caches ans for k without a flight (answers met while following a

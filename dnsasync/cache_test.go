@@ -264,11 +264,15 @@ func TestCacheSharding(t *testing.T) {
 	now := monoNow()
 	for i := range 3 * DefaultCacheSize {
 		k := cacheKey{fmt.Sprintf("n%d.example", i), dns.TypeA}
-		_, f, leader := c.join(k, now)
-		if !leader {
+		started := false
+		c.join(k, now, func() *fdpoll.Future[*answer] {
+			started = true
+			return fdpoll.NewFuture[*answer]()
+		})
+		if !started {
 			t.Fatal("a new key joined a flight")
 		}
-		c.finish(k, f, &answer{ttl: time.Minute}, nil)
+		c.settle(k, &answer{ttl: time.Minute}, nil)
 	}
 	if n := c.len(); n > DefaultCacheSize || n < DefaultCacheSize*9/10 {
 		t.Errorf("cache holds %d answers, want about %d", n, DefaultCacheSize)

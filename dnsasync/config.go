@@ -189,8 +189,10 @@ func (cfg *Config) settings() (*settings, error) {
 		if d == "" {
 			continue
 		}
-		if err := checkName(d); err != nil {
-			return nil, fmt.Errorf("dnsasync: search domain %q: %w", d, err)
+		if checkName(d) != nil {
+			// Skipped, as unusable nameservers are: one odd domain in
+			// resolv.conf must not cost the resolver its servers.
+			continue
 		}
 		s.search = append(s.search, d)
 	}

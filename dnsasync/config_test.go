@@ -63,8 +63,12 @@ func TestConfigValidation(t *testing.T) {
 			t.Errorf("Servers %q accepted", bad)
 		}
 	}
-	if _, err := NewResolver(&Config{Servers: []string{"192.0.2.1"}, Search: []string{"bad domain"}}); err == nil {
-		t.Error("a bad search domain was accepted")
+	// A search domain that is not a valid name is skipped, not fatal: one
+	// odd line in resolv.conf must not cost the resolver its servers.
+	if r, err := NewResolver(&Config{Servers: []string{"192.0.2.1"}, Search: []string{"bad domain", "good.example"}}); err != nil {
+		t.Errorf("a bad search domain failed the config: %v", err)
+	} else if len(r.s.search) != 1 || r.s.search[0] != "good.example" {
+		t.Errorf("search list %q, want [good.example]", r.s.search)
 	}
 	r, err := NewResolver(&Config{Servers: []string{"192.0.2.1", "[::ffff:192.0.2.2]:5353"}, UDPSize: 100, MinTTL: time.Hour, MaxTTL: time.Minute})
 	if err != nil {

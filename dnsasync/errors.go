@@ -32,6 +32,7 @@ const (
 	errLoopClosed        = "resolver loop closed"
 	errNoServerReachable = "no server reachable"
 	errInternal          = "internal error"
+	errResolverClosed    = "the resolver's loops are closed"
 	errMalformedRecords  = "every record holds an invalid name"
 )
 

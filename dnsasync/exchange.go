@@ -23,7 +23,7 @@ func (r *Resolver) Exchange(ctx context.Context, m *dns.Msg) *fdpoll.Future[*dns
 	if m == nil || len(m.Question) != 1 {
 		return fdpoll.Failed[*dns.Msg](&net.DNSError{Err: errBadQuery})
 	}
-	return fdpoll.Call(r.loopFor(ctx), ctx, func(ctx context.Context) (*dns.Msg, error) {
+	return runLookup(r, ctx, m.Question[0].Name, func(ctx context.Context) (*dns.Msg, error) {
 		return r.exchangeRaw(ctx, m)
 	})
 }

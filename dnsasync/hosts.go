@@ -1,7 +1,6 @@
 package dnsasync
 
 import (
-	"bufio"
 	"bytes"
 	"io"
 	"net/netip"
@@ -132,6 +131,9 @@ func readLimited(f *os.File, limit int64) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, limit))
 }
 
+// maxHostsLine bounds a hosts file line; longer ones are skipped.
+const maxHostsLine = 1 << 16
+
 // parseHosts parses hosts(5) text: "address name [aliases...]" per line,
 // '#' starting a comment. Lines with an unparsable address or name are
 // skipped.
@@ -141,10 +143,18 @@ func parseHosts(data []byte) *hostsTable {
 		canonical: make(map[string]string),
 		names:     make(map[netip.Addr][]string),
 	}
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
+	for len(data) > 0 {
+		// Line by line; an overlong line is skipped, not the rest of the
+		// file.
+		var line string
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			line, data = string(data[:i]), data[i+1:]
+		} else {
+			line, data = string(data), nil
+		}
+		if len(line) > maxHostsLine {
+			continue
+		}
 		if i := strings.IndexByte(line, '#'); i >= 0 {
 			line = line[:i]
 		}

@@ -73,7 +73,7 @@ func (r *Resolver) lookupIP(ctx context.Context, host string, qtypes []uint16) *
 	if as, ok := r.cached(name, rooted, qtypes, now); ok {
 		return completedIPs(host, as, qtypes)
 	}
-	return fdpoll.Call(r.loopFor(ctx), ctx, func(ctx context.Context) ([]netip.Addr, error) {
+	return runLookup(r, ctx, host, func(ctx context.Context) ([]netip.Addr, error) {
 		as, err := r.lookupAnswers(ctx, host, name, rooted, qtypes, hasRecords)
 		if err != nil {
 			return nil, err
@@ -240,7 +240,7 @@ func callType[T any](r *Resolver, ctx context.Context, host, errName string, qty
 		}
 		return fdpoll.Completed(fn(as[0]))
 	}
-	return fdpoll.Call(r.loopFor(ctx), ctx, func(ctx context.Context) (T, error) {
+	return runLookup(r, ctx, errName, func(ctx context.Context) (T, error) {
 		as, err := r.lookupAnswers(ctx, errName, name, rooted, qtypes[:], hasRecords)
 		if err != nil {
 			var zero T

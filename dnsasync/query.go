@@ -57,10 +57,13 @@ func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, watch bool) (*dns.M
 		start = int(r.rotor.Add(1) % uint32(n))
 	}
 	var (
-		lastReply  *dns.Msg
-		lastErr    *net.DNSError
-		servfail   *net.DNSError
-		allTimeout = true
+		lastReply *dns.Msg
+		lastErr   *net.DNSError
+		servfail  *net.DNSError
+		// The last failure that was not a timeout: reported unless every
+		// try timed out.
+		lastNonTimeout *net.DNSError
+		allTimeout     = true
 	)
 	for range s.attempts {
 		for i := range n {
@@ -75,6 +78,7 @@ func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, watch bool) (*dns.M
 				} else {
 					allTimeout = false
 					lastErr = serverError(errNoServerReachable+": "+err.Error(), name, server, true)
+					lastNonTimeout = lastErr
 				}
 				continue
 			}
@@ -83,7 +87,7 @@ func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, watch bool) (*dns.M
 			if failure == nil {
 				return reply, server, nil
 			}
-			lastReply, lastErr = reply, failure
+			lastReply, lastErr, lastNonTimeout = reply, failure, failure
 			if reply.Rcode == dns.RcodeServerFailure {
 				servfail = failure
 			}
@@ -93,6 +97,9 @@ func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, watch bool) (*dns.M
 	case allTimeout:
 	case servfail != nil:
 		lastErr = servfail
+	case lastNonTimeout != nil:
+		// Not every try timed out: report what the servers said.
+		lastErr = lastNonTimeout
 	}
 	return lastReply, "", lastErr
 }

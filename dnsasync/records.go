@@ -90,14 +90,15 @@ func (r *Resolver) LookupCNAME(ctx context.Context, host string) *fdpoll.Future[
 		return fdpoll.Completed(fqdn(name), nil)
 	}
 	if as, ok := r.cached(name, rooted, typesIP[:], monoNow()); ok && hasCanonical(as) {
-		return fdpoll.Completed(canonicalOf(as), nil)
+		canon, err := checkedCanonical(as, host)
+		return fdpoll.Completed(canon, err)
 	}
-	return fdpoll.Call(r.loopFor(ctx), ctx, func(ctx context.Context) (string, error) {
+	return runLookup(r, ctx, host, func(ctx context.Context) (string, error) {
 		as, err := r.lookupAnswers(ctx, host, name, rooted, typesIP[:], hasCanonical)
 		if err != nil {
 			return "", err
 		}
-		return canonicalOf(as), nil
+		return checkedCanonical(as, host)
 	})
 }
 
@@ -109,6 +110,17 @@ func hasCanonical(as answers) bool {
 		}
 	}
 	return false
+}
+
+// checkedCanonical returns the canonical name of as, refusing one that is
+// not a valid host name (a CNAME target is data from the network, and may
+// end up in HTML or a shell; net.Resolver refuses such names too).
+func checkedCanonical(as answers, host string) (string, error) {
+	canon := canonicalOf(as)
+	if checkName(strings.TrimSuffix(canon, ".")) != nil {
+		return "", &net.DNSError{Err: errMalformedRecords, Name: host}
+	}
+	return canon, nil
 }
 
 func canonicalOf(as answers) string {

@@ -75,43 +75,59 @@ func Default() *Resolver {
 }
 
 // loopFor returns the loop a lookup started with ctx runs on: the loop of
-// ctx's task, or a loop of the resolver's group.
+// ctx's task when it belongs to the resolver's group (no hop between
+// loops), else a loop of that group. A lookup, and above all a query shared
+// by many lookups, must not depend on the loops of some caller's group,
+// which its owner may close.
 func (r *Resolver) loopFor(ctx context.Context) *fdpoll.Loop {
-	if l := fdpoll.LoopOf(ctx); l != nil {
+	g := r.group()
+	if l := fdpoll.LoopOf(ctx); l != nil && l.Group() == g {
 		return l
-	}
-	g := r.s.group
-	if g == nil {
-		g = fdpoll.Default()
 	}
 	return g.Next()
 }
 
+// runLookup runs a lookup as a task on its loop. A resolver whose group was
+// closed fails at once with a *net.DNSError, as every lookup error is,
+// rather than fdpoll's ErrClosed.
+func runLookup[T any](r *Resolver, ctx context.Context, name string, fn func(context.Context) (T, error)) *fdpoll.Future[T] {
+	if r.group().Closed() {
+		return fdpoll.Failed[T](&net.DNSError{Err: errResolverClosed, Name: name, UnwrapErr: fdpoll.ErrClosed})
+	}
+	return fdpoll.Call(r.loopFor(ctx), ctx, fn)
+}
+
+func (r *Resolver) group() *fdpoll.Group {
+	if r.s.group != nil {
+		return r.s.group
+	}
+	return fdpoll.Default()
+}
+
 // resolve returns the answer for k from the cache, or a future of it: the
 // query in flight for k if there is one, else a new query started as a
-// task on l. It does not search or look in the hosts file.
+// task on l (or on a loop of the resolver's group). It does not search or
+// look in the hosts file.
+//
+// The query serves every lookup that joins it, so it runs with its own
+// context, not the context of the lookup that happened to start it. If its
+// task never runs (its loop closed first), its future fails with
+// fdpoll.ErrClosed and the flight, done, is replaced by the next lookup.
 func (r *Resolver) resolve(l *fdpoll.Loop, k cacheKey, now int64) (*answer, *fdpoll.Future[*answer]) {
-	ans, f, leader := r.cache.join(k, now)
-	if !leader {
-		return ans, f
+	if l.Group() != r.group() {
+		l = r.group().Next()
 	}
-	// The query serves every lookup that joins it, so it runs with its own
-	// context, not the context of the lookup that happened to start it.
-	l.Spawn(context.Background(), func(ctx context.Context) error {
-		var (
-			ans *answer
-			err error
-		)
-		defer func() {
-			if p := recover(); p != nil {
-				ans, err = nil, &net.DNSError{Err: fmt.Sprintf("%s: %v", errInternal, p), Name: k.name}
-			}
-			r.cache.finish(k, f, ans, err)
-		}()
-		ans, err = r.query(ctx, k.name, k.qtype)
-		return nil
+	return r.cache.join(k, now, func() *fdpoll.Future[*answer] {
+		return fdpoll.Call(l, context.Background(), func(ctx context.Context) (ans *answer, err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					ans, err = nil, &net.DNSError{Err: fmt.Sprintf("%s: %v", errInternal, p), Name: k.name}
+				}
+				r.cache.settle(k, ans, err)
+			}()
+			return r.query(ctx, k.name, k.qtype)
+		})
 	})
-	return nil, f
 }
 
 // query asks the servers for name and qtype and follows a CNAME chain that

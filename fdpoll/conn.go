@@ -200,7 +200,7 @@ func (c *Conn) Read(b []byte) (int, error) {
 			switch {
 			case err != nil:
 				return 0, c.opErr("read", os.NewSyscallError("read", err))
-			case n == 0:
+			case n == 0 && !c.dgram: // an empty datagram is just that
 				return 0, io.EOF
 			}
 			return n, nil
@@ -253,7 +253,7 @@ func (c *Conn) TryRead(b []byte) (int, error) {
 		return 0, ErrWouldBlock
 	case err != nil:
 		return 0, c.opErr("read", os.NewSyscallError("read", err))
-	case n == 0:
+	case n == 0 && !c.dgram:
 		return 0, io.EOF
 	}
 	c.noteShortRead(n, len(b))

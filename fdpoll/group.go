@@ -96,6 +96,10 @@ func Default() *Group {
 	return defaultGroup.g
 }
 
+// Closed reports whether Close has been called on g: its loops take no new
+// work (a Spawn fails with ErrClosed).
+func (g *Group) Closed() bool { return g.closed.Load() }
+
 // Len returns the number of loops in g.
 func (g *Group) Len() int { return len(g.loops) }
 
