@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -20,13 +21,16 @@ func TestDemoEndpoints(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
-	s := &server.Server{Addr: "127.0.0.1:0", Handler: newMux(), Group: g}
+	// /db itself is TestDBHandler's; here it is the stand-in main mounts
+	// when no database could be had.
+	noDB := unavailable(errors.New("no database in this test"))
+	s := &server.Server{Addr: "127.0.0.1:0", Handler: newMux(noDB), Group: g}
 	go s.ListenAndServe()
 	defer s.Close()
 	for len(s.Addrs()) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	std := httptest.NewServer(newMux())
+	std := httptest.NewServer(newMux(noDB))
 	defer std.Close()
 
 	for name, base := range map[string]string{"yieldio": "http://" + s.Addrs()[0].String(), "net/http": std.URL} {
@@ -76,6 +80,9 @@ func TestDemoEndpoints(t *testing.T) {
 			resp.Body.Close()
 			if !strings.Contains(string(b), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad of 3 bytes") {
 				t.Errorf("hash: %q", b)
+			}
+			if code, body := get("/db?id=1"); code != 503 || !strings.Contains(body, `"error":"no database in this test"`) {
+				t.Errorf("db without a database: %d %q", code, body)
 			}
 		})
 	}
