@@ -124,13 +124,11 @@ func (r *request) failFuture(err error) {
 // watch arranges for r's context ending to fail its future and cancel it
 // on the server. It runs once r.ls is known.
 func (r *request) watch() {
-	if r.ctx.Done() == nil {
-		return
-	}
-	r.stopWatch = context.AfterFunc(r.ctx, r.ctxDone)
+	r.stopWatch = fdpoll.OnDone(r.ctx, r.ctxDone)
 }
 
-// ctxDone runs on a goroutine of its own when r's context ends.
+// ctxDone runs when r's context ends, on the goroutine that ended it (or
+// one of its own); it must not block.
 func (r *request) ctxDone() {
 	if !r.keepFuture {
 		r.failFuture(r.ctx.Err())
