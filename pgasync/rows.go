@@ -29,6 +29,12 @@ type Rows struct {
 	vals   [][]byte
 	err    error
 	closed bool
+
+	// Room for a small one-row result (the usual QueryRow), saving three
+	// allocations per query.
+	endsBuf [1]int
+	valsBuf [3][]byte
+	dataBuf [48]byte
 }
 
 // addRow keeps a DataRow body; it runs on the loop.
@@ -41,7 +47,12 @@ func (r *Rows) addRow(body []byte) error {
 		return err
 	}
 	if r.data == nil && len(r.ends) == 0 {
-		r.data = make([]byte, 0, len(body))
+		if len(body) <= len(r.dataBuf) {
+			r.data = r.dataBuf[:0]
+			r.ends = r.endsBuf[:0]
+		} else {
+			r.data = make([]byte, 0, len(body))
+		}
 	}
 	r.data = append(r.data, body...)
 	r.ends = append(r.ends, len(r.data))
@@ -61,6 +72,9 @@ func (r *Rows) Next() bool {
 	start := 0
 	if r.idx > 0 {
 		start = r.ends[r.idx-1]
+	}
+	if r.vals == nil {
+		r.vals = r.valsBuf[:0]
 	}
 	r.vals = splitDataRow(r.data[start:r.ends[r.idx]], r.vals[:0])
 	r.idx++
