@@ -90,6 +90,13 @@ type conn struct {
 	dead       bool
 	err        error // why it died
 	strayUntil time.Time
+	// cancelHold holds new requests of a pinned connection in blocked
+	// while a CancelRequest for it is in flight: a cancel that arrives
+	// after the statement it was meant for has ended would otherwise hit
+	// the next one. It is released when the server has acted on the
+	// cancel (closed its connection), when the backend is idle and ignores
+	// it.
+	cancelHold bool
 }
 
 func newConn(ls *loopState, nc *fdpoll.Conn, network, addr string, role connRole) *conn {
@@ -152,7 +159,7 @@ func (c *conn) submit(r *request) {
 		r.fail(c.err)
 		return
 	}
-	if len(c.blocked) > 0 {
+	if len(c.blocked) > 0 || c.cancelHold {
 		r.conn = c
 		c.blocked = append(c.blocked, r)
 		return
@@ -643,6 +650,9 @@ func (c *conn) retryable(r *request) bool {
 // unblock sends the requests that waited for a statement description, in
 // order, until one needs another description.
 func (c *conn) unblock() {
+	if c.cancelHold {
+		return
+	}
 	q := c.blocked
 	c.blocked = nil
 	for i, r := range q {
@@ -661,13 +671,17 @@ func (c *conn) sendCancel() {
 	}
 	if c.role == roleShared {
 		c.strayUntil = time.Now().Add(strayCancelWindow)
+	} else {
+		c.cancelHold = true
 	}
 	msg, err := (&pgproto3.CancelRequest{ProcessID: c.pid, SecretKey: c.secret}).Encode(nil)
 	if err != nil {
+		c.releaseCancelHold()
 		return
 	}
 	loop, network, addr := c.ls.loop, c.network, c.addr
 	loop.Spawn(c.ls.p.ctx, func(ctx context.Context) error {
+		defer c.releaseCancelHold() // the task runs on c's loop
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		nc, err := fdpoll.Await(ctx, loop.Dial(ctx, network, addr))
@@ -684,6 +698,18 @@ func (c *conn) sendCancel() {
 		nc.Read(b[:])
 		return nil
 	})
+}
+
+// releaseCancelHold lets the requests held by cancelHold go. It runs on
+// the loop.
+func (c *conn) releaseCancelHold() {
+	if !c.cancelHold {
+		return
+	}
+	c.cancelHold = false
+	if !c.dead {
+		c.unblock()
+	}
 }
 
 // fail breaks the connection: requests on the wire fail with err, requests
