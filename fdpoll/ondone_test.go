@@ -98,3 +98,58 @@ func TestOnDoneAllocs(t *testing.T) {
 		t.Errorf("OnDone: %v allocs, context.AfterFunc: %v", onDone, afterFunc)
 	}
 }
+
+// A task spawned with another task's context follows it: cancelled when
+// the parent is, including when the parent was cancelled before the child
+// first looked (the parent then cancels the child from inside the child's
+// own Done or AfterFunc, which must not deadlock).
+func TestTaskOfTaskFollowsParent(t *testing.T) {
+	g := newGroup(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	for _, observe := range []string{"Done", "AfterFunc"} {
+		_, err := Await(ctx, g.Loop(0).Spawn(context.Background(), func(pctx context.Context) error {
+			// Parent cancelled before the child looks.
+			CancelTask(pctx)
+			child := g.Loop(1).Spawn(pctx, func(cctx context.Context) error {
+				switch observe {
+				case "Done":
+					<-cctx.Done()
+				case "AfterFunc":
+					fired := make(chan struct{})
+					context.AfterFunc(cctx, func() { close(fired) })
+					<-fired
+				}
+				return cctx.Err()
+			})
+			_, err := Await(context.Background(), child)
+			if err == nil {
+				t.Errorf("%s: child of a cancelled task not cancelled", observe)
+			}
+			return nil
+		}))
+		if err != nil {
+			t.Fatal(observe, err)
+		}
+	}
+
+	// Parent cancelled while the child waits.
+	started := make(chan context.Context, 1)
+	var childErr error
+	parent := g.Loop(0).Spawn(context.Background(), func(pctx context.Context) error {
+		child := g.Loop(1).Spawn(pctx, func(cctx context.Context) error {
+			started <- pctx
+			return Sleep(cctx, time.Hour)
+		})
+		_, childErr = Await(context.Background(), child)
+		return nil
+	})
+	CancelTask(<-started)
+	if _, err := Await(ctx, parent); err != nil {
+		t.Fatal(err)
+	}
+	if childErr == nil {
+		t.Error("child not cancelled with its parent")
+	}
+}

@@ -25,6 +25,7 @@ type taskCtx struct {
 
 	mu         sync.Mutex
 	afters     []*afterFunc
+	watching   bool        // the parent's cancellation is watched, or being
 	stopParent func() bool // the subscription to parent's cancellation
 }
 
@@ -86,17 +87,17 @@ func (c *taskCtx) Done() <-chan struct{} {
 		return *d
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if d := c.done.Load(); d != nil {
+		c.mu.Unlock()
 		return *d
 	}
 	ch := make(chan struct{})
 	c.done.Store(&ch)
 	if c.err.Load() != nil {
 		close(ch)
-	} else {
-		c.watchParentLocked()
 	}
+	c.mu.Unlock()
+	c.watchParent()
 	return ch
 }
 
@@ -114,8 +115,8 @@ func (c *taskCtx) AfterFunc(f func()) func() bool {
 	}
 	a := &afterFunc{f: f}
 	c.afters = append(c.afters, a)
-	c.watchParentLocked()
 	c.mu.Unlock()
+	c.watchParent()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -129,13 +130,29 @@ func (c *taskCtx) AfterFunc(f func()) func() bool {
 	}
 }
 
-// watchParentLocked subscribes to the parent's cancellation, once. c.mu
-// must be held.
-func (c *taskCtx) watchParentLocked() {
-	if c.stopParent != nil || c.parent.Done() == nil {
+// watchParent subscribes to the parent's cancellation, once. c.mu must not
+// be held: a parent that is a task's context and already cancelled calls
+// c.cancel at once.
+func (c *taskCtx) watchParent() {
+	c.mu.Lock()
+	if c.watching || c.err.Load() != nil {
+		c.mu.Unlock()
 		return
 	}
-	c.stopParent = context.AfterFunc(c.parent, func() { c.cancel(context.Canceled) })
+	c.watching = true
+	c.mu.Unlock()
+	// OnDone: a parent that is itself a task's context (a task spawned by
+	// a task) is watched without context.AfterFunc's goroutine and
+	// allocations, and a parent that can never be cancelled costs nothing.
+	stop := OnDone(c.parent, func() { c.cancel(context.Canceled) })
+	c.mu.Lock()
+	if c.err.Load() != nil { // cancelled meanwhile: cancel found no stop
+		c.mu.Unlock()
+		stop()
+		return
+	}
+	c.stopParent = stop
+	c.mu.Unlock()
 }
 
 // cancel cancels c with err: closes Done if it exists, runs the callbacks
