@@ -29,6 +29,8 @@ const (
 	ExecModeUnnamed
 )
 
+// String returns the mode's name as the DSN key default_query_exec_mode
+// spells it.
 func (m ExecMode) String() string {
 	switch m {
 	case ExecModeCache:

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -315,6 +316,9 @@ func (c *conn) appendBind(b []byte, r *request, st *stmt) ([]byte, error) {
 // appendUnnamed encodes Parse, Bind, Describe, Execute and Sync on the
 // unnamed statement, parameters and results in text (ExecModeUnnamed).
 func (c *conn) appendUnnamed(b []byte, r *request) ([]byte, error) {
+	if len(r.args) > maxParams {
+		return b, &ArgError{Index: maxParams, Err: errTooManyArgs(len(r.args))}
+	}
 	m := c.ls.types
 	start := len(b)
 	b = appendParse(b, "", r.sql)
@@ -470,7 +474,7 @@ func (c *conn) nextMsg() (typ byte, body []byte, ok bool, err error) {
 	}
 	typ = c.rbuf[c.r]
 	n := int(binary.BigEndian.Uint32(c.rbuf[c.r+1:]))
-	if n < 4 || n > maxMessageSize {
+	if n < 4 || n > maxMessageSize || n > maxShortMessage && !mayBeLong(typ) {
 		return 0, nil, false, protocolErrorf("message %s with invalid length %d", msgName(typ), n)
 	}
 	if avail < 1+n {
@@ -482,8 +486,25 @@ func (c *conn) nextMsg() (typ byte, body []byte, ok bool, err error) {
 	return typ, body, true, nil
 }
 
+// mayBeLong reports whether messages of type typ may be longer than
+// maxShortMessage; the others are refused past it at once, as libpq does,
+// rather than waited for.
+func mayBeLong(typ byte) bool {
+	switch typ {
+	case 'D', 'd', 'T', 't', 'E', 'N', 'A', 'S', 'R', 'V', 'v':
+		return true
+	}
+	return false
+}
+
+// maxShortMessage is libpq's bound on the messages that are always short
+// (CommandComplete, ReadyForQuery, ...).
+const maxShortMessage = 30000
+
 // fill reads more bytes into the read buffer, making room for the message
-// being read (c.need) first.
+// being read (c.need) first. The buffer grows by doubling as the message
+// arrives, not to its declared length at once: a server announcing a huge
+// message and sending little costs about what it sent.
 func (c *conn) fill() error {
 	if c.r == c.w {
 		c.r, c.w = 0, 0
@@ -492,15 +513,16 @@ func (c *conn) fill() error {
 		}
 	}
 	if c.need > len(c.rbuf)-c.r {
-		if c.need > len(c.rbuf) {
-			nb := make([]byte, max(c.need, 2*len(c.rbuf)))
-			copy(nb, c.rbuf[c.r:c.w])
-			c.rbuf = nb
-		} else {
+		if c.r > 0 {
 			copy(c.rbuf, c.rbuf[c.r:c.w])
+			c.w -= c.r
+			c.r = 0
 		}
-		c.w -= c.r
-		c.r = 0
+		if c.w == len(c.rbuf) {
+			nb := make([]byte, min(c.need, 2*len(c.rbuf)))
+			copy(nb, c.rbuf[:c.w])
+			c.rbuf = nb
+		}
 	}
 	n, err := c.rw.Read(c.rbuf[c.w:])
 	c.w += n
@@ -534,7 +556,13 @@ func (c *conn) handle(typ byte, body []byte) error {
 		if err := n.Decode(body); err != nil {
 			return protocolErrorf("malformed NotificationResponse: %v", err)
 		}
-		c.ls.notify(&Notification{Channel: n.Channel, Payload: n.Payload, PID: n.PID})
+		// Only the loop's LISTEN connection speaks for its listeners.
+		// Another may still listen to a channel from its past (a LISTEN
+		// run in a transaction, one whose caller gave up waiting):
+		// passing that on would deliver the notification twice.
+		if st := c.ls.listen; st != nil && st.c == c {
+			c.ls.notify(&Notification{Channel: n.Channel, Payload: n.Payload, PID: n.PID})
+		}
 		return nil
 	case 'N': // NoticeResponse
 		pe, err := pgError(body)
@@ -638,13 +666,35 @@ func (c *conn) retryable(r *request) bool {
 			c.strayUntil = time.Time{}
 			return true
 		}
-	case "26000", "0A000": // invalid_sql_statement_name; "cached plan must not change result type"
+	case "26000": // invalid_sql_statement_name: nothing ran
 		if r.stmt != nil {
 			c.stmts.remove(r.stmt)
 			return true
 		}
+	case "0A000": // feature_not_supported
+		if r.stmt != nil {
+			// Maybe the statement went stale (a table it reads was
+			// altered): prepare it afresh next time, as pgx does. But
+			// retry only when the server says so, before running
+			// anything; other errors of the class may come after the
+			// statement had effects (nextval, say).
+			c.stmts.remove(r.stmt)
+			return stalePlan(r.err)
+		}
 	}
 	return false
+}
+
+// stalePlan reports whether err is the server's "cached plan must not
+// change result type", raised before it executes anything. The routine
+// name identifies it whatever the server's language; the message is the
+// fallback.
+func stalePlan(err error) bool {
+	var pe *pgconn.PgError
+	if !errors.As(err, &pe) {
+		return false
+	}
+	return pe.Routine == "RevalidateCachedQuery" || strings.Contains(pe.Message, "cached plan must not change result type")
 }
 
 // unblock sends the requests that waited for a statement description, in
@@ -734,10 +784,14 @@ func (c *conn) fail(err error) {
 		if r.finished {
 			continue
 		}
-		if r.target != nil || r.kind == kindPrepare || r.kind == kindClose {
+		// Sent elsewhere once: a request whose statement breaks every
+		// connection it is prepared on (a protocol error in its
+		// description, say) must not go round reconnecting for ever.
+		if r.target != nil || r.kind == kindPrepare || r.kind == kindClose || r.retried {
 			r.fail(err)
 			continue
 		}
+		r.retried = true
 		r.conn, r.stmt = nil, nil
 		c.ls.submit(r)
 	}
@@ -753,6 +807,14 @@ func (c *conn) close(err error) {
 		c.rw.Write(msgTerminate)
 	}
 	c.fail(err)
+}
+
+// maxParams is the most parameters a statement can have: the protocol
+// counts them in 16 bits.
+const maxParams = 65535
+
+func errTooManyArgs(got int) error {
+	return errors.New(strconv.Itoa(got) + " arguments: the protocol allows at most " + strconv.Itoa(maxParams))
 }
 
 func errArgCount(want, got int) error {

@@ -15,6 +15,8 @@ import (
 // writer waits) it bounds the memory of a COPY, whatever its size.
 const copyChunk = 32 << 10
 
+var errSecondCopyIn = errors.New("pgasync: CopyFrom: the statement runs more than one COPY FROM STDIN")
+
 // CopyFrom runs sql, a COPY ... FROM STDIN statement, streaming r to the
 // server as it reads it, and returns a future of the number of rows copied.
 // Memory stays bounded whatever the size of the data: a chunk of r is read

@@ -55,6 +55,7 @@ type ConnError struct {
 	Err  error
 }
 
+// Error describes the failure and the server it concerns.
 func (e *ConnError) Error() string {
 	if e.Op == "connect" {
 		return fmt.Sprintf("pgasync: connecting to %s: %v", e.Addr, e.Err)
@@ -75,6 +76,7 @@ type ProtocolError struct {
 	Msg string
 }
 
+// Error describes the violation.
 func (e *ProtocolError) Error() string { return "pgasync: protocol error: " + e.Msg }
 
 func protocolErrorf(format string, args ...any) error {
@@ -89,6 +91,7 @@ type ScanError struct {
 	Err    error
 }
 
+// Error names the column and the cause.
 func (e *ScanError) Error() string {
 	return fmt.Sprintf("pgasync: scanning column %d (%q): %v", e.Column, e.Name, e.Err)
 }
@@ -103,6 +106,7 @@ type ArgError struct {
 	Err   error
 }
 
+// Error names the parameter ($1 for index 0) and the cause.
 func (e *ArgError) Error() string {
 	return fmt.Sprintf("pgasync: encoding argument $%d: %v", e.Index+1, e.Err)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -27,6 +28,9 @@ type fakeServer struct {
 	refuseTLS bool                                    // answer 'N' to SSLRequest
 	stall     bool                                    // accept, then never answer
 	onQuery   func(c net.Conn, typ byte, body []byte) // called for each message after start-up
+
+	stallFirst atomic.Int32                          // how many connections (the first ones) to stall
+	auth       func(c net.Conn, startup []byte) bool // replaces AuthenticationOk; false ends the connection
 }
 
 func startFake(t *testing.T, configure func(*fakeServer)) *fakeServer {
@@ -82,10 +86,11 @@ func (s *fakeServer) accept() {
 }
 
 func (s *fakeServer) serve(c net.Conn) {
-	if s.stall {
+	if s.stall || s.stallFirst.Add(-1) >= 0 {
 		io.Copy(io.Discard, c)
 		return
 	}
+	var startup []byte
 	for {
 		var hdr [8]byte
 		if _, err := io.ReadFull(c, hdr[:]); err != nil {
@@ -107,10 +112,17 @@ func (s *fakeServer) serve(c net.Conn) {
 		case 80877102: // CancelRequest
 			return
 		}
+		startup = rest
 		break // StartupMessage
 	}
 	var out []byte
-	out = append(out, 'R', 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
+	if s.auth != nil {
+		if !s.auth(c, startup) {
+			return
+		}
+	} else {
+		out = append(out, 'R', 0, 0, 0, 8, 0, 0, 0, 0) // AuthenticationOk
+	}
 	out = append(out, 'K', 0, 0, 0, 12, 0, 0, 0, 42, 0, 0, 0, 7)
 	out = append(out, 'Z', 0, 0, 0, 5, 'I')
 	c.Write(out)

@@ -212,7 +212,11 @@ func (ls *loopState) acquire(ctx context.Context) (*conn, error) {
 			c, err := ls.connect(ctx, rolePinned)
 			if err != nil {
 				ls.pinnedN--
-				ls.noteFailure(err)
+				if ctx.Err() == nil {
+					// The server failed, not the caller who gave up:
+					// only then back off.
+					ls.noteFailure(err)
+				}
 				ls.wakePinWaiter()
 				return nil, err
 			}

@@ -117,6 +117,9 @@ func (p *Pool) dispatch(r *request, ls *loopState, onLoop bool) {
 }
 
 func (p *Pool) start(r *request) {
+	if r.ctx == nil {
+		r.ctx = context.Background() // pick looks into it
+	}
 	ls, onLoop := p.pick(r.ctx)
 	p.dispatch(r, ls, onLoop)
 }

@@ -42,6 +42,7 @@ type request struct {
 	cancelled  bool // its context ended: the reply is dropped
 	wantCancel bool // send a CancelRequest when it reaches the head of the pipeline
 	retried    bool
+	described  bool // its RowDescription or NoData arrived (ExecModeUnnamed)
 	keepFuture bool // the context's end cancels on the server but leaves the future to the reply (COPY)
 
 	stopWatch func() bool // undoes the context watch
@@ -210,7 +211,7 @@ func (r *request) fail(err error) {
 // had no effect.
 func (r *request) resetForRetry() {
 	r.retried = true
-	r.sent, r.conn, r.stmt, r.simple, r.err, r.wantCancel = false, nil, nil, false, nil, false
+	r.sent, r.conn, r.stmt, r.simple, r.err, r.wantCancel, r.described = false, nil, nil, false, nil, false, false
 	r.tag = pgconn.CommandTag{}
 	if r.rows != nil {
 		r.rows.reset()
@@ -257,10 +258,26 @@ func (r *request) onMessage(c *conn, typ byte, body []byte) error {
 		switch {
 		case r.kind == kindPrepare:
 			r.stmt.setFields(fields, c.ls.types)
-		case r.rows != nil && !r.simple:
-			r.rows.fields = fields
+		case r.simple:
+			// Rows of the simple protocol are dropped.
+		case r.described || r.stmt != nil:
+			// A bound cached statement gets no description; an unnamed
+			// one exactly one, before its rows: another would change
+			// the columns under the rows already read.
+			return protocolErrorf("unexpected RowDescription")
+		default:
+			r.described = true
+			if r.rows != nil {
+				r.rows.fields = fields
+			}
 		}
 	case 'n': // NoData
+		if r.kind != kindPrepare && !r.simple {
+			if r.described || r.stmt != nil {
+				return protocolErrorf("unexpected NoData")
+			}
+			r.described = true
+		}
 	case 'D': // DataRow
 		if r.rows == nil || r.simple || r.cancelled {
 			return checkDataRow(body, -1)
@@ -293,6 +310,16 @@ func (r *request) onMessage(c *conn, typ byte, body []byte) error {
 			// would read the next pipelined query as a broken COPY.
 			r.fail(ErrCopyStatement)
 			return protocolErrorf("COPY FROM STDIN run through Query or Exec")
+		}
+		if r.copyStarted.Done() {
+			// A second COPY FROM STDIN in the statement: the input went
+			// to the first. Fail this one rather than leave the server
+			// waiting for data no one sends.
+			if r.err == nil {
+				r.err = errSecondCopyIn
+			}
+			c.write(appendCopyFail(nil, errSecondCopyIn.Error()))
+			return nil
 		}
 		r.copyStarted.Complete(struct{}{}, nil)
 	case 'H': // CopyOutResponse

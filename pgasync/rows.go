@@ -37,13 +37,11 @@ type Rows struct {
 	dataBuf [48]byte
 }
 
-// addRow keeps a DataRow body; it runs on the loop.
+// addRow keeps a DataRow body; it runs on the loop. The row must have a
+// column per field: Scan and Values index the fields by column (no fields
+// at all, from NoData or no description, means no columns).
 func (r *Rows) addRow(body []byte) error {
-	want := -1
-	if r.fields != nil {
-		want = len(r.fields)
-	}
-	if err := checkDataRow(body, want); err != nil {
+	if err := checkDataRow(body, len(r.fields)); err != nil {
 		return err
 	}
 	if r.data == nil && len(r.ends) == 0 {

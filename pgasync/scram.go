@@ -48,6 +48,7 @@ type scramClient struct {
 
 	authMessage    string
 	saltedPassword []byte
+	verified       bool // the server's signature checked out
 }
 
 var errSCRAMServer = errors.New("pgasync: SCRAM: invalid server message")

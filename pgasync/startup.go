@@ -238,13 +238,24 @@ func (c *conn) authenticate(ctx context.Context, body []byte, sc *scramClient) (
 	}
 	switch kind := binary.BigEndian.Uint32(body); kind {
 	case 0: // AuthenticationOk
-		if sc != nil && sc.authMessage == "" {
-			return sc, errors.New("pgasync: SCRAM: server ended the exchange early")
+		if sc != nil && !sc.verified {
+			// Without AuthenticationSASLFinal the server has not proved
+			// that it knows the password (mutual authentication).
+			return sc, errors.New("pgasync: SCRAM: server ended the exchange without proving it knows the password")
+		}
+		if cfg.ChannelBinding == "require" && (sc == nil || sc.cbindData == nil) {
+			return sc, errors.New("pgasync: channel_binding=require, but the server authenticated the client without channel binding")
 		}
 		return sc, nil
-	case 3: // cleartext password
-		return sc, send(&pgproto3.PasswordMessage{Password: cfg.Password})
-	case 5: // MD5
+	case 3, 5: // cleartext password, MD5
+		if cfg.ChannelBinding == "require" {
+			// The password is not given to a server that has not
+			// proved who it is.
+			return sc, errors.New("pgasync: channel_binding=require, but the server asked for a password without channel binding")
+		}
+		if kind == 3 {
+			return sc, send(&pgproto3.PasswordMessage{Password: cfg.Password})
+		}
 		if len(body) != 8 {
 			return sc, protocolErrorf("malformed AuthenticationMD5Password")
 		}
@@ -280,7 +291,11 @@ func (c *conn) authenticate(ctx context.Context, body []byte, sc *scramClient) (
 		if sc == nil || sc.authMessage == "" {
 			return sc, protocolErrorf("AuthenticationSASLFinal out of order")
 		}
-		return sc, sc.verifyServerFinal(body[4:])
+		if err := sc.verifyServerFinal(body[4:]); err != nil {
+			return sc, err
+		}
+		sc.verified = true
+		return sc, nil
 	default:
 		return sc, fmt.Errorf("pgasync: unsupported authentication method %d (GSSAPI and SSPI are not implemented)", kind)
 	}

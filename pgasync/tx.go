@@ -101,8 +101,12 @@ func (p *Pool) BeginTx(ctx context.Context, opts TxOptions) *fdpoll.Future[*Tx] 
 }
 
 // awaitOn runs a simple statement on a pinned connection and waits for it.
-// It runs in a task on the connection's loop.
+// It runs in a task on the connection's loop. With ctx already ended it
+// sends nothing: a COMMIT must not go out for a caller told it failed.
 func awaitOn(ctx context.Context, c *conn, sql string) (pgconn.CommandTag, error) {
+	if err := ctx.Err(); err != nil {
+		return pgconn.CommandTag{}, err
+	}
 	r := newExecReq(ctx, kindSimple, sql, nil)
 	r.target = c
 	c.ls.submit(r)

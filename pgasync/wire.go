@@ -151,10 +151,12 @@ func decodeRowDescription(body []byte) ([]pgconn.FieldDescription, error) {
 }
 
 // decodeParameterDescription decodes a ParameterDescription ('t') body.
+// Its count, like Bind's, is a 16-bit number the server treats as unsigned:
+// a statement may have up to 65535 parameters.
 func decodeParameterDescription(body []byte) ([]uint32, error) {
 	r := msgReader{b: body}
-	n := int(r.int16())
-	if r.bad || n < 0 || 4*n != len(r.b) {
+	n := int(uint16(r.int16()))
+	if r.bad || 4*n != len(r.b) {
 		return nil, protocolErrorf("malformed ParameterDescription")
 	}
 	oids := make([]uint32, n)
