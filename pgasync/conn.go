@@ -160,12 +160,27 @@ func (c *conn) submit(r *request) {
 		r.fail(c.err)
 		return
 	}
+	if c.role != roleShared {
+		c.cancelEnded()
+	}
 	if len(c.blocked) > 0 || c.cancelHold {
 		r.conn = c
 		c.blocked = append(c.blocked, r)
 		return
 	}
 	c.send(r)
+}
+
+// cancelEnded starts the cancellation of the requests on the wire whose
+// context has ended but whose context watch has not reached the loop yet.
+// A pinned connection's owner that saw its context end may submit its
+// next request first; the cancel must still come before that request.
+func (c *conn) cancelEnded() {
+	for _, q := range c.pending[c.phead:] {
+		if !q.cancelled && !q.finished && q.ctx != nil && q.ctx.Err() != nil {
+			q.cancelOnLoop()
+		}
+	}
 }
 
 // send encodes r and writes it; it reports false, parking r in blocked,
@@ -717,6 +732,7 @@ func (c *conn) unblock() {
 // this connection's backend is executing.
 func (c *conn) sendCancel() {
 	if c.pid == 0 || c.dead {
+		c.releaseCancelHold() // nothing to wait for
 		return
 	}
 	if c.role == roleShared {

@@ -157,6 +157,9 @@ func (r *request) cancelOnLoop() {
 		c.sendCancel()
 	} else {
 		r.wantCancel = true
+		if c.role != roleShared {
+			c.cancelHold = true // until the cancel is sent and acted on
+		}
 	}
 }
 
