@@ -98,6 +98,10 @@ func (ls *loopState) submit(r *request) {
 		return
 	}
 	if r.target != nil {
+		if r.tx != nil && r.tx.ended {
+			r.fail(ErrTxDone)
+			return
+		}
 		r.target.submit(r)
 		return
 	}

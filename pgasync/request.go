@@ -32,9 +32,10 @@ type request struct {
 	args   []any
 	ctx    context.Context
 	ls     *loopState
-	target *conn // a pinned connection (transaction, COPY, LISTEN); nil: any shared one
-	conn   *conn // where it was sent
-	stmt   *stmt // the cached statement it binds, or waits for, or prepares
+	target *conn    // a pinned connection (transaction, COPY, LISTEN); nil: any shared one
+	tx     *txState // the transaction of a statement made through a Tx
+	conn   *conn    // where it was sent
+	stmt   *stmt    // the cached statement it binds, or waits for, or prepares
 
 	simple     bool // sent as a simple Query message
 	sent       bool // its messages were written

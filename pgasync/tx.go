@@ -61,6 +61,7 @@ type Tx struct {
 // cleanup must not keep its object alive).
 type txState struct {
 	done    atomic.Bool
+	ended   bool // on the loop: COMMIT or ROLLBACK submitted; later statements fail
 	ls      *loopState
 	c       *conn
 	stopCtx func() bool
@@ -118,6 +119,7 @@ func (st *txState) abandon() {
 	if !st.done.CompareAndSwap(false, true) {
 		return
 	}
+	st.ended = true
 	r := newExecReq(context.Background(), kindSimple, "ROLLBACK", nil)
 	r.target = st.c
 	r.onDone = func(*request) { st.ls.release(st.c) }
@@ -130,7 +132,7 @@ func (tx *Tx) start(r *request) {
 		r.failFuture(ErrTxDone)
 		return
 	}
-	r.target = tx.c
+	r.target, r.tx = tx.c, tx.st
 	tx.p.dispatch(r, tx.ls, tx.ls.loop.Current())
 }
 
@@ -161,6 +163,9 @@ func (tx *Tx) CopyFrom(ctx context.Context, sql string, r io.Reader) *fdpoll.Fut
 		return fdpoll.Failed[int64](ErrTxDone)
 	}
 	return fdpoll.Call(tx.ls.loop, ctx, func(ctx context.Context) (int64, error) {
+		if tx.st.ended {
+			return 0, ErrTxDone
+		}
 		return copyIn(ctx, tx.c, sql, r)
 	})
 }
@@ -171,6 +176,9 @@ func (tx *Tx) CopyTo(ctx context.Context, sql string, w io.Writer) *fdpoll.Futur
 		return fdpoll.Failed[int64](ErrTxDone)
 	}
 	return fdpoll.Call(tx.ls.loop, ctx, func(ctx context.Context) (int64, error) {
+		if tx.st.ended {
+			return 0, ErrTxDone
+		}
 		return copyOut(ctx, tx.c, sql, w)
 	})
 }
@@ -193,8 +201,12 @@ func (tx *Tx) end(ctx context.Context, sql string) *fdpoll.Future[struct{}] {
 		return fdpoll.Failed[struct{}](ErrTxDone)
 	}
 	tx.st.stopCtx()
-	ls, c := tx.ls, tx.c
+	ls, c, st := tx.ls, tx.c, tx.st
 	return fdpoll.Call(ls.loop, ctx, func(ctx context.Context) (struct{}, error) {
+		// Statements of the transaction that reach the loop from now on
+		// (made concurrently with Commit) must not run after it, outside
+		// the transaction or in the next owner's.
+		st.ended = true
 		tag, err := awaitOn(ctx, c, sql)
 		// A connection still busy (ctx ended first) or left in a
 		// transaction is closed rather than reused.

@@ -203,3 +203,43 @@ func TestTransactionsWaitForPinnedConnections(t *testing.T) {
 		t.Fatalf("%d backends, want at most 2 pinned + 2 shared", b)
 	}
 }
+
+// A statement made concurrently with Commit, which reaches the loop after
+// the COMMIT was sent, fails with ErrTxDone: it must not run after the
+// transaction, in autocommit or inside the next owner's transaction.
+func TestTxStatementRacingCommit(t *testing.T) {
+	p, _ := newPool(t, 1, "pgasync_max_pinned_conns_per_loop=1")
+	ctx := testCtx(t)
+	tx := await(t, ctx, p.Begin(ctx))
+	time.Sleep(10 * time.Millisecond) // now() (the transaction's start) is then before statement_timestamp()
+
+	var late *fdpoll.Future[*pgasync.Row]
+	var commit *fdpoll.Future[struct{}]
+	inTask(t, p.Config().Group.Loop(0), func(tctx context.Context) error {
+		// This task holds the loop: the plain goroutine's statement waits
+		// in the loop's inbox while Commit is made on the loop.
+		made := make(chan struct{})
+		go func() {
+			late = tx.QueryRow(ctx, "SELECT now() = statement_timestamp()")
+			close(made)
+		}()
+		<-made
+		commit = tx.Commit(ctx)
+		return nil
+	})
+	if _, err := fdpoll.Await(ctx, commit); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	row, err := fdpoll.Await(ctx, late)
+	if err == nil {
+		var outside bool
+		if err := row.Scan(&outside); err != nil {
+			t.Fatal(err)
+		}
+		if outside {
+			t.Fatal("a statement made before Commit returned ran after COMMIT, outside the transaction")
+		}
+	} else if !errors.Is(err, pgasync.ErrTxDone) {
+		t.Fatalf("late statement: got %v, want ErrTxDone or a run inside the transaction", err)
+	}
+}
