@@ -5,6 +5,9 @@
 //
 //	cd bench && go run ./http
 //
+// The servers take turns, round after round (-rounds), so that they share
+// the machine's noise; the report gives medians and each round's ratios.
+//
 // Each server runs in a child process of its own (this program, re-executed
 // with -serve), so its memory and CPU are its own. With -pin (the default
 // on machines with two or more CPUs) the server is pinned to CPU 0 with
@@ -24,6 +27,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -36,7 +40,8 @@ import (
 var (
 	serveKind = flag.String("serve", "", "run a server of this kind (yieldio, nethttp, fasthttp) and wait; used by the driver")
 	addr      = flag.String("addr", "127.0.0.1:0", "server address")
-	duration  = flag.Duration("duration", 10*time.Second, "length of each wrk run")
+	duration  = flag.Duration("duration", 5*time.Second, "length of each wrk run")
+	rounds    = flag.Int("rounds", 3, "rounds: each runs every server in turn, so that they share the machine's noise")
 	conns     = flag.Int("conns", 256, "wrk connections")
 	depth     = flag.Int("pipeline", 16, "pipelining depth")
 	idle      = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
@@ -57,39 +62,73 @@ func main() {
 		log.Fatal("wrk is required (apt-get install wrk)")
 	}
 	type result struct {
-		plain, piped, perConn float64
+		plain, piped []float64 // one per round
+		perConn      float64
 	}
-	results := map[string]result{}
+	results := map[string]*result{}
 	names := strings.Split(*kinds, ",")
 	for _, kind := range names {
-		s := startChild(kind)
-		var r result
-		r.plain = runWrk(s.url+"/plaintext", 0)
-		r.piped = runWrk(s.url+"/plaintext", *depth)
-		r.perConn = idleCost(s)
-		s.stop()
-		results[kind] = r
-		log.Printf("%-9s plaintext %10.0f req/s   pipelined %10.0f req/s   %8.0f B RSS per idle connection", kind, r.plain, r.piped, r.perConn)
+		results[kind] = &result{}
 	}
-	fmt.Printf("\n%d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n\n",
-		int(duration.Seconds()), *conns, *depth, *idle, *pin)
+	for round := 1; round <= *rounds; round++ {
+		for _, kind := range names {
+			s := startChild(kind)
+			r := results[kind]
+			plain := runWrk(s.url+"/plaintext", 0)
+			piped := runWrk(s.url+"/plaintext", *depth)
+			r.plain, r.piped = append(r.plain, plain), append(r.piped, piped)
+			if round == 1 {
+				r.perConn = idleCost(s)
+			}
+			s.stop()
+			log.Printf("round %d  %-9s plaintext %10.0f req/s   pipelined %10.0f req/s", round, kind, plain, piped)
+		}
+	}
+	fmt.Printf("\n%d rounds of %d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n\n",
+		*rounds, int(duration.Seconds()), *conns, *depth, *idle, *pin)
+	fmt.Println("Medians over the rounds:")
+	fmt.Println()
 	fmt.Println("| server | plaintext req/s | pipelined req/s | RSS per idle conn |")
 	fmt.Println("| --- | --- | --- | --- |")
 	for _, kind := range names {
 		r := results[kind]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f B |\n", kind, r.plain, r.piped, r.perConn)
+		fmt.Printf("| %s | %.0f | %.0f | %.0f B |\n", kind, median(r.plain), median(r.piped), r.perConn)
 	}
 	if y, ok := results["yieldio"]; ok {
+		fmt.Println()
+		fmt.Println("Ratios: the median of each round's ratio (the rounds' own in parentheses):")
 		fmt.Println()
 		for _, kind := range names {
 			if kind == "yieldio" {
 				continue
 			}
 			p := results[kind]
-			fmt.Printf("yieldio vs %s: plaintext %.2fx, pipelined %.2fx, idle memory %.2fx\n",
-				kind, y.plain/p.plain, y.piped/p.piped, y.perConn/p.perConn)
+			fmt.Printf("yieldio vs %s: plaintext %s, pipelined %s, idle memory %.2fx\n",
+				kind, ratios(y.plain, p.plain), ratios(y.piped, p.piped), y.perConn/p.perConn)
 		}
 	}
+}
+
+// median returns the median of xs.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if n := len(s); n%2 == 1 {
+		return s[n/2]
+	} else {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
+}
+
+// ratios formats the median of a[i]/b[i] and the ratios themselves.
+func ratios(a, b []float64) string {
+	rs := make([]float64, len(a))
+	parts := make([]string, len(a))
+	for i := range a {
+		rs[i] = a[i] / b[i]
+		parts[i] = fmt.Sprintf("%.2f", rs[i])
+	}
+	return fmt.Sprintf("%.2fx (%s)", median(rs), strings.Join(parts, " "))
 }
 
 // serve runs one server until killed.
