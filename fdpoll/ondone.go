@@ -16,7 +16,7 @@ import "context"
 // that can never be done nothing is arranged.
 func OnDone(ctx context.Context, f func()) (stop func() bool) {
 	if c, ok := ctx.(*taskCtx); ok {
-		return c.AfterFunc(f)
+		return c.onDone(f)
 	}
 	if ctx.Done() == nil {
 		return stopNothing

@@ -447,3 +447,84 @@ func TestAwaitReturnsOnlyWhenDone(t *testing.T) {
 		t.Errorf("%d/200 Awaits returned before the future was Done", bad)
 	}
 }
+
+// flipCtx reports an error from Err before its Done is closed, as a
+// context does between being cancelled and its watchers running.
+type flipCtx struct {
+	context.Context
+	flipped atomic.Bool
+	done    chan struct{}
+}
+
+func (c *flipCtx) Done() <-chan struct{} { return c.done }
+func (c *flipCtx) Err() error {
+	if c.flipped.Load() {
+		return context.Canceled
+	}
+	return nil
+}
+
+// A child task whose parent task's context has not yet noticed that its
+// own parent was cancelled: cancelling the child asks the parent, which
+// cancels itself and, through the child's subscription, the child again.
+// That must not deadlock the child's loop.
+func TestChildCancelReentersParent(t *testing.T) {
+	g := newGroup(t, 2)
+	outer := &flipCtx{Context: context.Background(), done: make(chan struct{})}
+	defer close(outer.done)
+	parentCtx := make(chan context.Context, 1)
+	g.Loop(0).Spawn(outer, func(ctx context.Context) error {
+		parentCtx <- ctx
+		return Sleep(ctx, time.Hour)
+	})
+	p := <-parentCtx
+	proceed := make(chan struct{})
+	subscribed := make(chan struct{})
+	child := g.Loop(1).Spawn(p, func(ctx context.Context) error {
+		ctx.Done() // subscribes to p, and p to outer
+		close(subscribed)
+		<-proceed
+		return nil // the task's end cancels its context
+	})
+	<-subscribed
+	outer.flipped.Store(true)
+	close(proceed)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := Await(ctx, child); err != nil {
+		t.Fatalf("child task: %v (its loop deadlocked?)", err)
+	}
+}
+
+// context.WithCancel on a task's context racing the task's cancellation:
+// the context package registers with the task context while holding the
+// new context's lock, so the callback must not run on that goroutine.
+func TestWithCancelOfTaskContextRacingCancel(t *testing.T) {
+	g := newGroup(t, 1)
+	l := g.Loop(0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 3000 {
+			got := make(chan context.Context, 1)
+			release := make(chan struct{})
+			f := l.Spawn(context.Background(), func(ctx context.Context) error {
+				got <- ctx
+				<-release
+				return nil
+			})
+			tctx := <-got
+			go CancelTask(tctx)
+			c, cancel := context.WithCancel(tctx)
+			<-c.Done()
+			cancel()
+			close(release)
+			Await(context.Background(), f)
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("deadlock: context.WithCancel of a task context racing CancelTask")
+	}
+}

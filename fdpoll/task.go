@@ -99,12 +99,12 @@ func (t *task) watch(ctx context.Context) func() bool {
 		// A task context needs no channel to be watched.
 		if c == &t.ctx {
 			if t.ctxWatch == nil {
-				t.ctxWatch = t.ctx.AfterFunc(func() { t.loop.wakeTask(t, anyGen) })
+				t.ctxWatch = t.ctx.onDone(func() { t.loop.wakeTask(t, anyGen) })
 			}
 			return nil
 		}
 		gen := t.gen
-		return c.AfterFunc(func() { t.loop.wakeTask(t, gen) })
+		return c.onDone(func() { t.loop.wakeTask(t, gen) })
 	}
 	if ctx.Done() == nil {
 		return nil

@@ -105,18 +105,34 @@ func (c *taskCtx) Done() <-chan struct{} {
 // that undoes it, reporting whether it did. The context package uses it
 // (instead of a goroutine) when a context is derived from c or given to
 // context.AfterFunc; f is called synchronously by the cancelling goroutine,
-// so it must not block.
-func (c *taskCtx) AfterFunc(f func()) func() bool {
+// so it must not block. It never runs f on the calling goroutine: the
+// context package calls AfterFunc holding the lock of the derived context,
+// which f takes. If c is already cancelled, f runs on a goroutine of its
+// own, as with context.AfterFunc.
+func (c *taskCtx) AfterFunc(f func()) func() bool { return c.afterFunc(f, false) }
+
+// onDone is AfterFunc for fdpoll's own callers, who hold no lock f needs:
+// if c is already cancelled, f runs at once on the calling goroutine.
+func (c *taskCtx) onDone(f func()) func() bool { return c.afterFunc(f, true) }
+
+func (c *taskCtx) afterFunc(f func(), now bool) func() bool {
+	// First: subscribing may find the parent cancelled and cancel c at
+	// once, running the callbacks registered so far on this goroutine;
+	// f, registered after, is then left to the check below.
+	c.watchParent()
 	c.mu.Lock()
 	if c.err.Load() != nil {
 		c.mu.Unlock()
-		f()
-		return func() bool { return false }
+		if now {
+			f()
+		} else {
+			go f()
+		}
+		return stopNothing
 	}
 	a := &afterFunc{f: f}
 	c.afters = append(c.afters, a)
 	c.mu.Unlock()
-	c.watchParent()
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -161,13 +177,16 @@ func (c *taskCtx) cancel(err error) {
 	if c.err.Load() != nil {
 		return
 	}
+	// The parent's error is read before taking c.mu: asking a parent that
+	// is a task's context may cancel it on the spot, which calls back into
+	// c.cancel through c's subscription.
+	if perr := c.parent.Err(); perr != nil {
+		err = perr // cancelled because the parent was: say so as it does
+	}
 	c.mu.Lock()
 	if c.err.Load() != nil {
 		c.mu.Unlock()
 		return
-	}
-	if perr := c.parent.Err(); perr != nil {
-		err = perr // cancelled because the parent was: say so as it does
 	}
 	c.err.Store(errPtr(err))
 	d := c.done.Load()
