@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/yieldio/yieldio/fdpoll"
 )
 
@@ -110,6 +111,36 @@ func TestLateCancelDoesNotHitNextStatement(t *testing.T) {
 	}
 	if d := time.Since(start); d < 300*time.Millisecond {
 		t.Errorf("next statement done in %v: it did not wait for the cancel", d)
+	}
+	await(t, ctx, tx.Commit(ctx))
+}
+
+// Two statements of a transaction whose context ends while both are in
+// flight: the first one's cancel, once acted on, must not release the
+// statements held back while the second one's cancel is still to come.
+func TestTwoLateCancels(t *testing.T) {
+	needCluster(t)
+	u, err := url.Parse(baseDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := startSlowCancelProxy(t, u.Host, 300*time.Millisecond)
+	u.Host = proxy.ln.Addr().String()
+	p := newPoolDSN(t, 1, u.String())
+	ctx := testCtx(t)
+
+	tx := await(t, ctx, p.Begin(ctx))
+	qctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	first := tx.Exec(qctx, "SELECT pg_sleep(0.1)")
+	second := tx.Exec(qctx, "SELECT pg_sleep(0.1)")
+	for _, f := range []*fdpoll.Future[pgconn.CommandTag]{first, second} {
+		if _, err := fdpoll.Await(ctx, f); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("statement whose context ended: got %v, want DeadlineExceeded", err)
+		}
+	}
+	cancel()
+	if _, err := fdpoll.Await(ctx, tx.Exec(ctx, "SELECT pg_sleep(0.4)")); err != nil {
+		t.Fatalf("next statement hit by a late cancel: %v", err)
 	}
 	await(t, ctx, tx.Commit(ctx))
 }

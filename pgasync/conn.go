@@ -91,13 +91,9 @@ type conn struct {
 	dead       bool
 	err        error // why it died
 	strayUntil time.Time
-	// cancelHold holds new requests of a pinned connection in blocked
-	// while a CancelRequest for it is in flight: a cancel that arrives
-	// after the statement it was meant for has ended would otherwise hit
-	// the next one. It is released when the server has acted on the
-	// cancel (closed its connection), when the backend is idle and ignores
-	// it.
-	cancelHold bool
+	// cancelsInFlight counts the CancelRequests of a pinned connection
+	// not yet acted on by the server; see held.
+	cancelsInFlight int
 }
 
 func newConn(ls *loopState, nc *fdpoll.Conn, network, addr string, role connRole) *conn {
@@ -163,12 +159,33 @@ func (c *conn) submit(r *request) {
 	if c.role != roleShared {
 		c.cancelEnded()
 	}
-	if len(c.blocked) > 0 || c.cancelHold {
+	if len(c.blocked) > 0 || c.held() {
 		r.conn = c
 		c.blocked = append(c.blocked, r)
 		return
 	}
 	c.send(r)
+}
+
+// held reports whether a pinned connection must keep new requests in
+// blocked: while a CancelRequest for it is in flight, or waits for its
+// request to reach the head (a cancel arriving after its statement has
+// ended would hit the next one), and while a COPY FROM STDIN runs
+// (anything written then would break the copy). The pending requests of a
+// pinned connection are few.
+func (c *conn) held() bool {
+	if c.role == roleShared {
+		return false
+	}
+	if c.cancelsInFlight > 0 {
+		return true
+	}
+	for _, q := range c.pending[c.phead:] {
+		if q.wantCancel || q.kind == kindCopyIn && !q.finished {
+			return true
+		}
+	}
+	return false
 }
 
 // cancelEnded starts the cancellation of the requests on the wire whose
@@ -187,6 +204,12 @@ func (c *conn) cancelEnded() {
 // when r needs a statement whose description has not arrived.
 func (c *conn) send(r *request) bool {
 	r.conn = c
+	if c.dead {
+		// A write of an earlier request broke the connection (unblock
+		// sends several): fail the rest rather than queue them on it.
+		r.fail(c.err)
+		return true
+	}
 	if r.cancelled || r.finished {
 		r.fail(r.ctx.Err())
 		return true
@@ -636,6 +659,10 @@ func (c *conn) handle(typ byte, body []byte) error {
 		h.wantCancel = false
 		c.sendCancel()
 	}
+	if c.role != roleShared && len(c.blocked) > 0 && !c.dead {
+		// What a finished COPY FROM or a cancel's turn held back.
+		c.unblock()
+	}
 	return nil
 }
 
@@ -715,7 +742,7 @@ func stalePlan(err error) bool {
 // unblock sends the requests that waited for a statement description, in
 // order, until one needs another description.
 func (c *conn) unblock() {
-	if c.cancelHold {
+	if c.held() {
 		return
 	}
 	q := c.blocked
@@ -732,22 +759,23 @@ func (c *conn) unblock() {
 // this connection's backend is executing.
 func (c *conn) sendCancel() {
 	if c.pid == 0 || c.dead {
-		c.releaseCancelHold() // nothing to wait for
 		return
-	}
-	if c.role == roleShared {
-		c.strayUntil = time.Now().Add(strayCancelWindow)
-	} else {
-		c.cancelHold = true
 	}
 	msg, err := (&pgproto3.CancelRequest{ProcessID: c.pid, SecretKey: c.secret}).Encode(nil)
 	if err != nil {
-		c.releaseCancelHold()
 		return
+	}
+	pinned := c.role != roleShared
+	if pinned {
+		c.cancelsInFlight++
+	} else {
+		c.strayUntil = time.Now().Add(strayCancelWindow)
 	}
 	loop, network, addr := c.ls.loop, c.network, c.addr
 	loop.Spawn(c.ls.p.ctx, func(ctx context.Context) error {
-		defer c.releaseCancelHold() // the task runs on c's loop
+		if pinned {
+			defer c.cancelDone() // the task runs on c's loop
+		}
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		nc, err := fdpoll.Await(ctx, loop.Dial(ctx, network, addr))
@@ -766,13 +794,11 @@ func (c *conn) sendCancel() {
 	})
 }
 
-// releaseCancelHold lets the requests held by cancelHold go. It runs on
-// the loop.
-func (c *conn) releaseCancelHold() {
-	if !c.cancelHold {
-		return
-	}
-	c.cancelHold = false
+// cancelDone notes that a CancelRequest of a pinned connection has been
+// acted on (or given up), and sends what waited for it. It runs on the
+// loop.
+func (c *conn) cancelDone() {
+	c.cancelsInFlight--
 	if !c.dead {
 		c.unblock()
 	}

@@ -157,10 +157,7 @@ func (r *request) cancelOnLoop() {
 	if c.head() == r {
 		c.sendCancel()
 	} else {
-		r.wantCancel = true
-		if c.role != roleShared {
-			c.cancelHold = true // until the cancel is sent and acted on
-		}
+		r.wantCancel = true // a pinned connection holds new requests meanwhile: see conn.held
 	}
 }
 

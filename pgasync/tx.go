@@ -203,9 +203,11 @@ func (tx *Tx) end(ctx context.Context, sql string) *fdpoll.Future[struct{}] {
 	tx.st.stopCtx()
 	ls, c, st := tx.ls, tx.c, tx.st
 	return fdpoll.Call(ls.loop, ctx, func(ctx context.Context) (struct{}, error) {
-		// Statements of the transaction that reach the loop from now on
-		// (made concurrently with Commit) must not run after it, outside
-		// the transaction or in the next owner's.
+		// Statements made before Commit, still in the loop's inbox, go
+		// first; those that reach the loop from now on (made concurrently
+		// with Commit) must not run after it, outside the transaction or
+		// in the next owner's.
+		ls.drainInbox()
 		st.ended = true
 		tag, err := awaitOn(ctx, c, sql)
 		// A connection still busy (ctx ended first) or left in a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -204,9 +205,9 @@ func TestTransactionsWaitForPinnedConnections(t *testing.T) {
 	}
 }
 
-// A statement made concurrently with Commit, which reaches the loop after
-// the COMMIT was sent, fails with ErrTxDone: it must not run after the
-// transaction, in autocommit or inside the next owner's transaction.
+// A statement whose call returned before Commit was made runs inside the
+// transaction, even when it still waits in the loop's inbox as Commit is
+// made on the loop.
 func TestTxStatementRacingCommit(t *testing.T) {
 	p, _ := newPool(t, 1, "pgasync_max_pinned_conns_per_loop=1")
 	ctx := testCtx(t)
@@ -231,15 +232,42 @@ func TestTxStatementRacingCommit(t *testing.T) {
 		t.Fatalf("Commit: %v", err)
 	}
 	row, err := fdpoll.Await(ctx, late)
-	if err == nil {
-		var outside bool
-		if err := row.Scan(&outside); err != nil {
-			t.Fatal(err)
-		}
-		if outside {
-			t.Fatal("a statement made before Commit returned ran after COMMIT, outside the transaction")
-		}
-	} else if !errors.Is(err, pgasync.ErrTxDone) {
-		t.Fatalf("late statement: got %v, want ErrTxDone or a run inside the transaction", err)
+	if err != nil {
+		t.Fatalf("a statement made before Commit: %v", err)
+	}
+	var outside bool
+	if err := row.Scan(&outside); err != nil {
+		t.Fatal(err)
+	}
+	if outside {
+		t.Fatal("a statement made before Commit ran after COMMIT, outside the transaction")
+	}
+
+	// One that reaches the loop after the COMMIT (made concurrently with
+	// Commit) fails: it must not run outside the transaction, or inside
+	// the connection's next owner's.
+	if _, err := fdpoll.Await(ctx, pgasync.ExecPastTxChecks(ctx, tx, "SELECT 1")); !errors.Is(err, pgasync.ErrTxDone) {
+		t.Fatalf("a statement reaching the loop after COMMIT: got %v, want ErrTxDone", err)
+	}
+}
+
+// CopyFrom in a transaction followed at once by Commit, without waiting for
+// the copy: the COMMIT waits for the copy to end rather than being written
+// into it (which breaks the connection).
+func TestTxCommitRightAfterCopyFrom(t *testing.T) {
+	p, _ := newPool(t, 1)
+	ctx := testCtx(t)
+	await(t, ctx, p.Exec(ctx, "DROP TABLE IF EXISTS tx_copy_commit; CREATE TABLE tx_copy_commit (x int)"))
+	tx := await(t, ctx, p.Begin(ctx))
+	copied := tx.CopyFrom(ctx, "COPY tx_copy_commit FROM STDIN", strings.NewReader("1\n2\n3\n"))
+	committed := tx.Commit(ctx)
+	if n, err := fdpoll.Await(ctx, copied); err != nil || n != 3 {
+		t.Fatalf("CopyFrom: %d, %v", n, err)
+	}
+	if _, err := fdpoll.Await(ctx, committed); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if n := count(t, p, "tx_copy_commit"); n != 3 {
+		t.Fatalf("%d rows committed, want 3", n)
 	}
 }
