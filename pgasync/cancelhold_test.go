@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/yieldio/yieldio/fdpoll"
+	"github.com/yieldio/yieldio/pgasync"
 )
 
 // slowCancelProxy forwards connections to the server at target, holding
@@ -81,10 +82,10 @@ func (p *slowCancelProxy) forward(c net.Conn, target string) {
 	<-done
 }
 
-// A CancelRequest that arrives after its statement has ended must not hit
-// the next statement on the connection: a pinned connection holds its next
-// request until the server has acted on the cancel.
-func TestLateCancelDoesNotHitNextStatement(t *testing.T) {
+// slowCancelPool opens a pool on one loop whose CancelRequests reach the
+// test cluster 300 ms late.
+func slowCancelPool(t *testing.T) *pgasync.Pool {
+	t.Helper()
 	needCluster(t)
 	u, err := url.Parse(baseDSN)
 	if err != nil {
@@ -92,14 +93,21 @@ func TestLateCancelDoesNotHitNextStatement(t *testing.T) {
 	}
 	proxy := startSlowCancelProxy(t, u.Host, 300*time.Millisecond)
 	u.Host = proxy.ln.Addr().String()
-	p := newPoolDSN(t, 1, u.String())
+	return newPoolDSN(t, 1, u.String())
+}
+
+// A CancelRequest that arrives after its statement has ended must not hit
+// the next statement on the connection: a pinned connection holds its next
+// request until the server has acted on the cancel.
+func TestLateCancelDoesNotHitNextStatement(t *testing.T) {
+	p := slowCancelPool(t)
 	ctx := testCtx(t)
 
 	tx := await(t, ctx, p.Begin(ctx))
 	// The caller gives up at 20 ms; the statement ends by itself at 100
 	// ms; the cancel reaches the server at about 320 ms.
 	qctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-	_, err = fdpoll.Await(qctx, tx.Exec(qctx, "SELECT pg_sleep(0.1)"))
+	_, err := fdpoll.Await(qctx, tx.Exec(qctx, "SELECT pg_sleep(0.1)"))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("first statement: got %v, want DeadlineExceeded", err)
@@ -119,14 +127,7 @@ func TestLateCancelDoesNotHitNextStatement(t *testing.T) {
 // flight: the first one's cancel, once acted on, must not release the
 // statements held back while the second one's cancel is still to come.
 func TestTwoLateCancels(t *testing.T) {
-	needCluster(t)
-	u, err := url.Parse(baseDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := startSlowCancelProxy(t, u.Host, 300*time.Millisecond)
-	u.Host = proxy.ln.Addr().String()
-	p := newPoolDSN(t, 1, u.String())
+	p := slowCancelPool(t)
 	ctx := testCtx(t)
 
 	tx := await(t, ctx, p.Begin(ctx))
