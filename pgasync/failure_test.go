@@ -27,7 +27,10 @@ func TestBackendKilledMidQuery(t *testing.T) {
 		sleeping := p.QueryRow(ctx, "SELECT pg_sleep($1)", 30)
 		behind := p.QueryRow(ctx, "SELECT $1::int", 2) // pipelined behind it
 		deadline := time.Now().Add(testTimeout)
-		for running(t, app, "%pg_sleep%") == 0 {
+		// Executing, not still being prepared: a request still waiting
+		// for its statement's description when the connection breaks has
+		// not been sent, and is rightly sent again on a new connection.
+		for inPgSleep(t, app) == 0 {
 			if time.Now().After(deadline) {
 				return errors.New("pg_sleep never started")
 			}
@@ -94,8 +97,11 @@ func TestServerRestart(t *testing.T) {
 	listener := await(t, ctx, p.Listen(ctx, "restart"))
 	tx := await(t, ctx, p.Begin(ctx))
 	pending := p.QueryRow(ctx, "SELECT pg_sleep(30)")
+	// Watched from a pool of its own: a query of p may be pipelined behind
+	// the sleep on the same connection.
+	watch := newPoolDSN(t, 1, c.DSN(""))
 	for {
-		row := await(t, ctx, p.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query = 'SELECT pg_sleep(30)'"))
+		row := await(t, ctx, watch.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query = 'SELECT pg_sleep(30)'"))
 		var n int
 		if err := row.Scan(&n); err != nil {
 			t.Fatal(err)
