@@ -43,12 +43,21 @@ func TestPipelinedResponsesCoalesce(t *testing.T) {
 	reqs := strings.Repeat("GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 16)
 	// Warm up the connection (first request, buffers), then measure.
 	exchangeOn(t, c, "GET /x HTTP/1.1\r\nHost: x\r\n\r\n", 1)
-	before := writeSyscalls(t)
-	exchangeOn(t, c, reqs, 16)
-	writes := writeSyscalls(t) - before - 1 // the client's one write
-	if writes != 1 {
-		t.Fatalf("16 pipelined responses took %d write syscalls, want 1", writes)
+	// The count is the whole process's: the Go runtime may write too (to
+	// wake its poller), so the fewest over a few tries is what counts.
+	fewest := -1
+	for range 5 {
+		before := writeSyscalls(t)
+		exchangeOn(t, c, reqs, 16)
+		writes := writeSyscalls(t) - before - 1 // the client's one write
+		if fewest < 0 || writes < fewest {
+			fewest = writes
+		}
+		if fewest == 1 {
+			return
+		}
 	}
+	t.Fatalf("16 pipelined responses took at least %d write syscalls, want 1", fewest)
 }
 
 func exchangeOn(t *testing.T, c net.Conn, raw string, n int) {
