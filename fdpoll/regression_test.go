@@ -284,17 +284,16 @@ func TestWaitFDOnReusedNumberWakes(t *testing.T) {
 	})
 }
 
-// Regression: The stale identity also hits unrelated goroutines while a group is
-// closing: an exited loop stays in the registry until *all* loops of its group
-// exit, so a fresh goroutine that inherits its descriptor is "the loop
-// goroutine" for current(nil): a plain Await fails with ErrNotInTask.
-func TestClosingLoopIdentityDoesNotLeak(t *testing.T) {
+// closeWithSlowLoop starts closing a new group of two loops whose loop 1
+// is slow to finish (a task doing CPU work after cancellation), and returns
+// it: for about 300 ms loop 0 has exited and loop 1 has not.
+func closeWithSlowLoop(t *testing.T) *Group {
+	t.Helper()
 	g, err := NewGroup(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	started := make(chan struct{})
-	// Loop 1 is slow to finish (a task doing CPU work after cancellation).
 	g.Loop(1).Spawn(context.Background(), func(ctx context.Context) error {
 		close(started)
 		Await(ctx, NewFuture[int]())
@@ -304,6 +303,15 @@ func TestClosingLoopIdentityDoesNotLeak(t *testing.T) {
 	<-started
 	time.Sleep(10 * time.Millisecond)
 	go g.Close()
+	return g
+}
+
+// Regression: The stale identity also hits unrelated goroutines while a group is
+// closing: an exited loop stays in the registry until *all* loops of its group
+// exit, so a fresh goroutine that inherits its descriptor is "the loop
+// goroutine" for current(nil): a plain Await fails with ErrNotInTask.
+func TestClosingLoopIdentityDoesNotLeak(t *testing.T) {
+	closeWithSlowLoop(t)
 	var bad atomic.Int32
 	deadline := time.Now().Add(250 * time.Millisecond)
 	var wg sync.WaitGroup
@@ -369,20 +377,7 @@ func TestCloseFromWorkerFails(t *testing.T) {
 func TestClosingLoopDoesNotCaptureDial(t *testing.T) {
 	addr := listen(t, echo)
 	Default()
-	g, err := NewGroup(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	g.Loop(1).Spawn(context.Background(), func(ctx context.Context) error {
-		close(started)
-		Await(ctx, NewFuture[int]())
-		time.Sleep(300 * time.Millisecond) // stands for CPU work
-		return nil
-	})
-	<-started
-	time.Sleep(10 * time.Millisecond)
-	go g.Close()
+	closeWithSlowLoop(t)
 	var hung, wrongLoop atomic.Int32
 	deadline := time.Now().Add(250 * time.Millisecond)
 	var wg sync.WaitGroup

@@ -14,28 +14,16 @@ import (
 // pattern (or parse or describe it: the query text shows from Parse on).
 func running(t testing.TB, app, pattern string) int {
 	t.Helper()
-	ctx := testCtx(t)
-	row := await(t, ctx, adminPool.QueryRow(ctx,
-		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2", app, pattern))
-	var n int
-	if err := row.Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return queryInt(t, adminPool,
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state = 'active' AND query LIKE $2", app, pattern)
 }
 
 // inPgSleep returns how many backends of app are inside pg_sleep: executing
 // it, not merely parsing the statement that calls it.
 func inPgSleep(t testing.TB, app string) int {
 	t.Helper()
-	ctx := testCtx(t)
-	row := await(t, ctx, adminPool.QueryRow(ctx,
-		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", app))
-	var n int
-	if err := row.Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return queryInt(t, adminPool,
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND wait_event = 'PgSleep'", app)
 }
 
 // A cancelled context fails the future at once with the context's error,

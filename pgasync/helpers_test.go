@@ -230,11 +230,11 @@ func admin(t testing.TB, sql string) {
 	}
 }
 
-// backends returns how many server connections carry application name app.
-func backends(t testing.TB, app string) int {
+// queryInt runs sql (a count, say) on p and returns its one integer.
+func queryInt(t testing.TB, p *pgasync.Pool, sql string, args ...any) int {
 	t.Helper()
 	ctx := testCtx(t)
-	row := await(t, ctx, adminPool.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app))
+	row := await(t, ctx, p.QueryRow(ctx, sql, args...))
 	var n int
 	if err := row.Scan(&n); err != nil {
 		t.Fatal(err)
@@ -242,17 +242,17 @@ func backends(t testing.TB, app string) int {
 	return n
 }
 
+// backends returns how many server connections carry application name app.
+func backends(t testing.TB, app string) int {
+	t.Helper()
+	return queryInt(t, adminPool, "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", app)
+}
+
 // inTransaction returns how many backends of app are idle in a transaction.
 func inTransaction(t testing.TB, app string) int {
 	t.Helper()
-	ctx := testCtx(t)
-	row := await(t, ctx, adminPool.QueryRow(ctx,
-		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'", app))
-	var n int
-	if err := row.Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return queryInt(t, adminPool,
+		"SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'", app)
 }
 
 // leakCheck records goroutines and fds now and checks, when the test ends

@@ -13,15 +13,10 @@ import (
 	"github.com/yieldio/yieldio/pgasync"
 )
 
+// count returns the number of rows in table.
 func count(t testing.TB, p *pgasync.Pool, table string) int {
 	t.Helper()
-	ctx := testCtx(t)
-	row := await(t, ctx, p.QueryRow(ctx, "SELECT count(*) FROM "+table))
-	var n int
-	if err := row.Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n
+	return queryInt(t, p, "SELECT count(*) FROM "+table)
 }
 
 func TestTransactions(t *testing.T) {
