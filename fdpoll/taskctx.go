@@ -25,7 +25,7 @@ type taskCtx struct {
 
 	mu         sync.Mutex
 	afters     []*afterFunc
-	watching   bool        // the parent's cancellation is watched, or being
+	watching   atomic.Bool // the parent's cancellation is watched, or being
 	stopParent func() bool // the subscription to parent's cancellation
 }
 
@@ -150,12 +150,15 @@ func (c *taskCtx) afterFunc(f func(), now bool) func() bool {
 // be held: a parent that is a task's context and already cancelled calls
 // c.cancel at once.
 func (c *taskCtx) watchParent() {
+	if c.watching.Load() { // the usual case after the first call: no lock
+		return
+	}
 	c.mu.Lock()
-	if c.watching || c.err.Load() != nil {
+	if c.watching.Load() || c.err.Load() != nil {
 		c.mu.Unlock()
 		return
 	}
-	c.watching = true
+	c.watching.Store(true)
 	c.mu.Unlock()
 	// OnDone: a parent that is itself a task's context (a task spawned by
 	// a task) is watched without context.AfterFunc's goroutine and
