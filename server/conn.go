@@ -321,6 +321,9 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	}
 	c.watchGen++ // disarm the disconnect watch
 	w.finish()
+	// The handler returned: its header map is dead (see response.Header).
+	c.releaseHeader(w.handlerHeader)
+	w.handlerHeader = nil
 	// Deadlines set for this request, by ReadTimeout or by the handler
 	// through http.ResponseController, end with it.
 	c.raw.SetDeadline(time.Time{})
@@ -535,6 +538,33 @@ func (c *conn) scratch() []byte {
 		}
 	}
 	return make([]byte, 0, 512)
+}
+
+// header returns an empty header map for a response, from the loop's pool
+// when called on the loop; releaseHeader clears and recycles it.
+func (c *conn) header() http.Header {
+	if ls := c.ls; c.l.Current() {
+		if n := len(ls.headers); n > 0 {
+			h := ls.headers[n-1]
+			ls.headers[n-1] = nil
+			ls.headers = ls.headers[:n-1]
+			return h
+		}
+	}
+	return make(http.Header)
+}
+
+// maxPooledHeader is the most fields a recycled header map may have had:
+// a map that grew bigger is left to the garbage collector, so the pool
+// holds small maps only.
+const maxPooledHeader = 8
+
+func (c *conn) releaseHeader(h http.Header) {
+	if h == nil || len(h) > maxPooledHeader || !c.l.Current() || len(c.ls.headers) >= 64 {
+		return
+	}
+	clear(h)
+	c.ls.headers = append(c.ls.headers, h)
 }
 
 func (c *conn) releaseScratch(b []byte) {

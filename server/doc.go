@@ -16,4 +16,13 @@
 // RFC 9112 calls for (400, 413, 414, 417, 431, 501, 505) and a closed
 // connection; after a framing error nothing on the connection is parsed
 // again.
+//
+// What a handler receives is its own, as with net/http: the *http.Request,
+// its header map, URL, context and body wrapper are never reused, so a
+// handler may hand r to a goroutine that outlives it. The ResponseWriter's
+// header map is different: net/http's contract ends a ResponseWriter's use
+// when ServeHTTP returns, and the server then clears that map and gives it
+// to a later response on the same loop. A handler must not keep w.Header()
+// past its return or change it from a goroutine it leaves behind (Write,
+// WriteHeader and Flush from such a goroutine are refused).
 package server

@@ -31,8 +31,7 @@ type response struct {
 	c   *conn
 	req *http.Request
 
-	handlerHeader http.Header // what Header returns
-	calledHeader  bool
+	handlerHeader http.Header // what Header returns; from the loop's pool
 
 	// Frozen at WriteHeader: the handler's fields except the special ones
 	// (serialized), and those (parsed).
@@ -66,11 +65,15 @@ type response struct {
 	sentContinue bool
 }
 
+// Header returns the response's header map. The map is the loop's: once
+// the handler returns it is cleared and handed to a later response, as
+// net/http's contract allows (a ResponseWriter may not be used after
+// ServeHTTP returns). A handler must not keep it past its return, nor
+// change it from a goroutine it leaves behind.
 func (w *response) Header() http.Header {
 	if w.handlerHeader == nil {
-		w.handlerHeader = make(http.Header)
+		w.handlerHeader = w.c.header()
 	}
-	w.calledHeader = true
 	return w.handlerHeader
 }
 

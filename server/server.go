@@ -117,6 +117,7 @@ type loopState struct {
 	l       *fdpoll.Loop
 	conns   *conn // list of open connections
 	scratch [][]byte
+	headers []http.Header // cleared response header maps
 	heads   []*head
 	baseCtx context.Context
 

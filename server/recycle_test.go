@@ -1,0 +1,103 @@
+package server
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Response header maps are recycled once their handler returns: whatever a
+// handler put in its header (fields, trailer declarations, a Date, a
+// Content-Length) must never show in a later response on the connection,
+// and the next handler must find its header empty. Requests come pipelined
+// and one after another.
+func TestResponseHeaderDoesNotLeakIntoNextResponse(t *testing.T) {
+	seen := make(chan string, 16)
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		if len(h) != 0 {
+			select { // never block the loop
+			case seen <- r.URL.Path + " found " + strings.Join(keysOf(h), ","):
+			default:
+			}
+		}
+		if r.URL.Path == "/set" {
+			h.Set("X-Leak", "first")
+			h.Set("Content-Type", "application/x-first")
+			h.Set("Date", "Mon, 01 Jan 2001 00:00:00 GMT")
+			h.Set("Trailer", "X-Trail")
+			h.Set("Cache-Control", "private")
+			io.WriteString(w, "first")
+			h.Set("X-Trail", "t")
+			h.Set(http.TrailerPrefix+"X-Late", "l")
+			return
+		}
+		io.WriteString(w, "plain")
+	}))
+	const set = "GET /set HTTP/1.1\r\nHost: x\r\n\r\n"
+	const plain = "GET /plain HTTP/1.1\r\nHost: x\r\n\r\n"
+	check := func(t *testing.T, resps []*http.Response, bodies []string) {
+		t.Helper()
+		for i, resp := range resps {
+			if bodies[i] != "plain" {
+				continue
+			}
+			for _, k := range []string{"X-Leak", "Trailer", "Cache-Control", "X-Trail", "X-Late"} {
+				if v := resp.Header.Get(k); v != "" {
+					t.Errorf("response %d: %s: %q leaked from an earlier handler", i, k, v)
+				}
+			}
+			if v := resp.Header.Get("Content-Type"); strings.Contains(v, "first") {
+				t.Errorf("response %d: Content-Type %q leaked", i, v)
+			}
+			if v := resp.Header.Get("Date"); strings.Contains(v, "2001") {
+				t.Errorf("response %d: Date %q leaked", i, v)
+			}
+			if len(resp.Trailer) != 0 {
+				t.Errorf("response %d: trailers %v leaked", i, resp.Trailer)
+			}
+			if resp.ContentLength != int64(len("plain")) {
+				t.Errorf("response %d: Content-Length %d", i, resp.ContentLength)
+			}
+		}
+	}
+	t.Run("pipelined", func(t *testing.T) {
+		raw := strings.Repeat(set+plain, 4)
+		resps, bodies, _ := exchangeN(t, ts.addr, raw, 8)
+		if len(resps) != 8 {
+			t.Fatalf("%d responses, want 8", len(resps))
+		}
+		check(t, resps, bodies)
+	})
+	t.Run("sequential", func(t *testing.T) {
+		c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 3 {
+			for _, req := range []string{set, plain} {
+				io.WriteString(c, req)
+				resps, bodies, _ := readResponsesN(t, c, 1, 0)
+				if len(resps) != 1 {
+					t.Fatalf("%d responses, want 1", len(resps))
+				}
+				check(t, resps, bodies)
+			}
+		}
+	})
+	close(seen)
+	for s := range seen {
+		t.Error(s)
+	}
+}
+
+func keysOf(h http.Header) []string {
+	var ks []string
+	for k := range h {
+		ks = append(ks, k)
+	}
+	return ks
+}
