@@ -26,6 +26,10 @@ const (
 	// bytes fits an IPv6 packet on any path without fragmentation (the
 	// figure agreed on by DNS Flag Day 2020).
 	DefaultUDPSize = 1232
+	// DefaultUDPQueriesPerSocket is how many queries one shared UDP
+	// socket carries before a new socket, with a new random source port,
+	// takes over.
+	DefaultUDPQueriesPerSocket = 64
 	// MaxCNAMEHops bounds how many CNAME records a lookup follows from the
 	// name asked to the name that holds the records.
 	MaxCNAMEHops = 16
@@ -61,6 +65,14 @@ type Config struct {
 	// UDPSize is the EDNS0 buffer size advertised (default 1232, at least
 	// 512). Replies larger than advertised are dropped as forged.
 	UDPSize int
+	// UDPQueriesPerSocket bounds how many queries share one UDP socket
+	// (and so one source port). Queries a loop has in flight to a server
+	// at the same time go out on one connected socket, which closes when
+	// none waits on it any more; after this many queries a new socket
+	// takes over. 0 means DefaultUDPQueriesPerSocket; 1 gives every query
+	// a socket of its own (one source port per query, at the cost of
+	// four more system calls per query).
+	UDPQueriesPerSocket int
 
 	// CacheSize bounds the number of names whose answers (positive or
 	// negative, for each record type asked) are cached; 0 means
@@ -76,8 +88,9 @@ type Config struct {
 	MaxNegativeTTL time.Duration
 
 	// Group is the group whose loops run lookups started outside any task
-	// (a plain goroutine); nil means fdpoll.Default(). Lookups started in a
-	// task run on that task's loop, whatever its group.
+	// (a plain goroutine); nil means fdpoll.Default(). A lookup started in
+	// a task of this group runs on that task's loop; one started in a task
+	// of another group runs on a loop of this one.
 	Group *fdpoll.Group
 }
 
@@ -146,33 +159,36 @@ func systemConfig() (*Config, error) {
 
 // settings is a validated Config with defaults applied.
 type settings struct {
-	servers        []string
-	search         []string // lower case, without leading or trailing dots
-	ndots          int
-	attempts       int
-	timeout        time.Duration
-	rotate         bool
-	useTCP         bool
-	udpSize        int
-	cacheSize      int
-	minTTL, maxTTL time.Duration
-	maxNegTTL      time.Duration
-	group          *fdpoll.Group
+	servers  []string
+	search   []string // lower case, without leading or trailing dots
+	ndots    int
+	attempts int
+	timeout  time.Duration
+	rotate   bool
+	useTCP   bool
+	udpSize  int
+	// udpQueriesPerSocket: at least 1.
+	udpQueriesPerSocket int
+	cacheSize           int
+	minTTL, maxTTL      time.Duration
+	maxNegTTL           time.Duration
+	group               *fdpoll.Group
 }
 
 func (cfg *Config) settings() (*settings, error) {
 	s := &settings{
-		ndots:     max(cfg.Ndots, 0),
-		attempts:  cfg.Attempts,
-		timeout:   cfg.Timeout,
-		rotate:    cfg.Rotate,
-		useTCP:    cfg.UseTCP,
-		udpSize:   cfg.UDPSize,
-		cacheSize: cfg.CacheSize,
-		minTTL:    max(cfg.MinTTL, 0),
-		maxTTL:    cfg.MaxTTL,
-		maxNegTTL: cfg.MaxNegativeTTL,
-		group:     cfg.Group,
+		ndots:               max(cfg.Ndots, 0),
+		attempts:            cfg.Attempts,
+		timeout:             cfg.Timeout,
+		rotate:              cfg.Rotate,
+		useTCP:              cfg.UseTCP,
+		udpSize:             cfg.UDPSize,
+		udpQueriesPerSocket: cfg.UDPQueriesPerSocket,
+		cacheSize:           cfg.CacheSize,
+		minTTL:              max(cfg.MinTTL, 0),
+		maxTTL:              cfg.MaxTTL,
+		maxNegTTL:           cfg.MaxNegativeTTL,
+		group:               cfg.Group,
 	}
 	if len(cfg.Servers) == 0 {
 		return nil, errors.New("dnsasync: Config.Servers is empty")
@@ -209,6 +225,9 @@ func (cfg *Config) settings() (*settings, error) {
 		s.udpSize = 512
 	case s.udpSize > 65535:
 		s.udpSize = 65535
+	}
+	if s.udpQueriesPerSocket <= 0 {
+		s.udpQueriesPerSocket = DefaultUDPQueriesPerSocket
 	}
 	if s.cacheSize == 0 {
 		s.cacheSize = DefaultCacheSize

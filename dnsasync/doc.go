@@ -20,11 +20,14 @@
 //     1232-byte buffer; again without EDNS0 after a FORMERR; over TCP when
 //     the reply is truncated. Each server has its own timeout per try; a
 //     server that times out, fails or refuses is passed over.
-//   - Against spoofing, each try uses an ID from crypto/rand and a new
-//     connected UDP socket (a new random source port; the kernel drops
+//   - Against spoofing, each try uses an ID from crypto/rand and goes out
+//     on a connected UDP socket with a random source port (the kernel drops
 //     datagrams from any other address or port), and a reply is believed
 //     only with the same ID and the same question. A malformed, oversized
-//     or forged datagram is dropped and the try keeps waiting.
+//     or forged datagram is dropped and the try keeps waiting. The queries
+//     a loop has in flight to one server share a socket, which closes when
+//     none waits on it and carries at most Config.UDPQueriesPerSocket
+//     queries (64 by default; 1 gives each query its own port).
 //   - CNAME chains are followed, across replies when needed, up to
 //     MaxCNAMEHops and never round a loop.
 //

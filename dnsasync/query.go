@@ -32,14 +32,11 @@ func (r *Resolver) newQuery(name string, qtype uint16) *dns.Msg {
 //
 // It returns the usable reply and the server that gave it; otherwise an
 // error describing the failure, with the last unusable reply if any server
-// answered at all (Exchange hands that to its caller).
-//
-// With watch, the tries end as soon as ctx does; without, ctx is the
-// query's own task context, which ends only with the loop (whose closing
-// wakes every wait anyway), and watching it would cost for nothing.
-func (r *Resolver) exchange(ctx context.Context, q *dns.Msg, watch bool) (*dns.Msg, string, error) {
+// answered at all (Exchange hands that to its caller). The tries end as
+// soon as ctx does.
+func (r *Resolver) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, string, error) {
 	s := r.s
-	c := call{ctx: ctx, l: fdpoll.LoopOf(ctx), watch: watch}
+	c := call{ctx: ctx, l: fdpoll.LoopOf(ctx)}
 	name := fromWire(q.Question[0].Name)
 	bp := r.bufs.Get().(*[]byte)
 	defer r.bufs.Put(bp)
@@ -137,12 +134,11 @@ func (r *Resolver) tryServer(c call, server string, q *dns.Msg, wire []byte, max
 	return reply, nil
 }
 
-// A call is the context of the tries of one exchange: who asks (ctx, on
-// loop l), and whether the tries must watch ctx.
+// A call is the context of the tries of one exchange: who asks (ctx, the
+// context of a task on loop l).
 type call struct {
-	ctx   context.Context
-	l     *fdpoll.Loop
-	watch bool
+	ctx context.Context
+	l   *fdpoll.Loop
 }
 
 // deadline returns the deadline of a try starting now.

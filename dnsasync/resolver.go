@@ -27,6 +27,10 @@ type Resolver struct {
 	rotor atomic.Uint32
 	bufs  sync.Pool // *[]byte: packed queries and received datagrams
 	drops [numDropReasons]atomic.Int64
+
+	// Shared UDP sockets, per loop of the group (by Loop.Index).
+	udpOnce sync.Once
+	udp     []udpSockets
 }
 
 // NewResolver returns a resolver configured by cfg, or, with a nil cfg, by
@@ -140,7 +144,7 @@ func (r *Resolver) query(ctx context.Context, name string, qtype uint16) (*answe
 	cur := name
 	chainTTL := ^uint32(0)
 	for {
-		reply, server, err := r.exchange(ctx, r.newQuery(cur, qtype), false)
+		reply, server, err := r.exchange(ctx, r.newQuery(cur, qtype))
 		if err != nil {
 			return nil, err
 		}
@@ -185,7 +189,7 @@ func (r *Resolver) exchangeRaw(ctx context.Context, m *dns.Msg) (*dns.Msg, error
 	if q.IsEdns0() == nil {
 		q.SetEdns0(uint16(r.s.udpSize), false)
 	}
-	reply, _, err := r.exchange(ctx, q, true)
+	reply, _, err := r.exchange(ctx, q)
 	if reply != nil {
 		reply.Id = m.Id
 		if err == nil || !isContextError(err) {

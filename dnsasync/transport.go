@@ -12,12 +12,14 @@ import (
 )
 
 // One try of one server: send the query, wait for its reply until the
-// deadline. The UDP socket is connected and dialled afresh for every try,
-// so the kernel picks a new random source port and drops datagrams from any
-// address or port but the server's. What does arrive is checked before it
-// is believed: a datagram that is larger than the buffer advertised, too
-// short, not a response, of another ID, unparsable, or that answers another
-// question is dropped, and the try keeps waiting until its deadline.
+// deadline. Over UDP the socket is connected (the kernel drops datagrams
+// from any address or port but the server's) and has a random source port;
+// it may be shared by the loop's other queries to the same server (see
+// udpsocket.go). What does arrive is checked before it is believed: a
+// datagram that is larger than the buffer advertised, too short, not a
+// response, of an ID no query waits for, unparsable, or that answers
+// another question is dropped, and the query keeps waiting until its
+// deadline.
 
 // aLongTimeAgo is a deadline in the past: setting it wakes a waiting Read.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -36,43 +38,6 @@ const (
 	dropQuestion
 	numDropReasons
 )
-
-// exchangeUDP sends wire (q packed) to server from loop l and returns the
-// first datagram that answers q. maxSize is the size q advertises.
-func (r *Resolver) exchangeUDP(cl call, server string, q *dns.Msg, wire []byte, maxSize int, deadline time.Time) (*dns.Msg, error) {
-	ctx := cl.ctx
-	c, err := dial(ctx, cl.l, "udp", server)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	c.SetDeadline(deadline)
-	if cl.watch && ctx.Done() != nil {
-		stop := context.AfterFunc(ctx, func() { c.SetDeadline(aLongTimeAgo) })
-		defer stop()
-	}
-	if _, err := c.Write(wire); err != nil {
-		return nil, ctxOr(ctx, err)
-	}
-	bp := r.bufs.Get().(*[]byte)
-	defer r.bufs.Put(bp)
-	buf := *bp
-	if len(buf) < maxSize+1 {
-		buf = make([]byte, maxSize+1)
-	}
-	buf = buf[:maxSize+1] // one byte more than allowed: oversize shows
-	for {
-		n, err := c.Read(buf)
-		if err != nil {
-			return nil, ctxOr(ctx, err)
-		}
-		reply, why := checkDatagram(q, buf[:n], maxSize)
-		if reply != nil {
-			return reply, nil
-		}
-		r.drops[why].Add(1)
-	}
-}
 
 // checkDatagram parses b as the reply to q, or says why it is not one.
 func checkDatagram(q *dns.Msg, b []byte, maxSize int) (*dns.Msg, dropReason) {
