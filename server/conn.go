@@ -232,6 +232,7 @@ func (c *conn) readHead() (*head, error) {
 			text := string(buf[start:end])
 			c.in.Discard(end)
 			h := c.ls.getHead()
+			h.mem = new(reqMem)
 			if err := parseHead(text, h); err != nil {
 				c.ls.putHead(h)
 				return nil, err
@@ -285,7 +286,12 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	c.reqCtx = ctx
 	defer func() { c.reqCtx = nil }()
 
-	w := &response{
+	mem := h.mem
+	if mem == nil {
+		mem = new(reqMem)
+	}
+	w := &mem.w
+	*w = response{
 		c:          c,
 		req:        req,
 		wantsClose: h.close,

@@ -3,6 +3,8 @@ package server
 import (
 	"bufio"
 	"net/http"
+	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -86,7 +88,8 @@ func FuzzRequestHead(f *testing.F) {
 				t.Fatalf("Content-Length header %q for length %d", cl, h.length)
 			}
 		}
-		if _, rerr := h.requestURL(); rerr != nil {
+		u, rerr := h.requestURL(new(url.URL))
+		if rerr != nil {
 			if rerr.code != 400 {
 				t.Fatalf("URL error status %d", rerr.code)
 			}
@@ -99,6 +102,9 @@ func FuzzRequestHead(f *testing.F) {
 				return // "5, 5": a list RFC 9110 allows and net/http refuses
 			}
 			t.Fatalf("accepted what net/http rejects (%v): %q", err, text)
+		}
+		if !reflect.DeepEqual(u, req.URL) {
+			t.Fatalf("URL differs: ours %#v, net/http %#v", u, req.URL)
 		}
 		chunked := len(req.TransferEncoding) > 0
 		length := max(h.length, 0)

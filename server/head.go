@@ -28,7 +28,25 @@ type head struct {
 	keepAlive  bool     // Connection: keep-alive
 	expect100  bool
 	trailerKey []string // fields announced by Trailer
+
+	// Memory for the request's long-lived parts, which parseHead and
+	// serveRequest fill; nil in tests of the parser alone.
+	mem *reqMem
 }
+
+// A reqMem holds, in one allocation, what a request needs beyond its head
+// text, its header map and the http.Request: its response writer, its URL
+// and the backing of its header values. A handler that keeps the request
+// keeps all of it, which is memory, not sharing: none of it is reused.
+type reqMem struct {
+	w      response
+	url    url.URL
+	values [memValues]string
+}
+
+// memValues is how many header fields a reqMem has room for; a request
+// with more gets its values from a slice of their own.
+const memValues = 4
 
 // findHead looks for a complete request head at the start of buf, after
 // any empty lines (which RFC 9112 lets a server ignore). It returns where
@@ -96,7 +114,7 @@ var commonKeys = func() map[string]string {
 // empty lines) into h. text is the head as a string: every string of the
 // result is a substring of it, so parsing allocates little.
 func parseHead(text string, h *head) *requestError {
-	*h = head{length: -1}
+	*h = head{length: -1, mem: h.mem}
 	nl := strings.IndexByte(text, '\n')
 	line, ok := trimEOL(text[:nl+1])
 	if !ok {
@@ -106,8 +124,14 @@ func parseHead(text string, h *head) *requestError {
 		return err
 	}
 	rest := text[nl+1:]
-	h.header = make(http.Header, strings.Count(rest, "\n"))
-	values := make([]string, strings.Count(rest, "\n"))
+	nfields := strings.Count(rest, "\n")
+	h.header = make(http.Header, nfields)
+	var values []string
+	if h.mem != nil && nfields <= memValues {
+		values = h.mem.values[:nfields]
+	} else {
+		values = make([]string, nfields)
+	}
 	nvalues := 0
 	hosts := 0
 	for {
@@ -369,8 +393,12 @@ func validHost(h string) bool {
 
 // requestURL parses the request target into a URL the way net/http does:
 // origin-form and absolute-form with url.ParseRequestURI, authority-form
-// for CONNECT, and "*" for OPTIONS.
-func (h *head) requestURL() (*url.URL, *requestError) {
+// for CONNECT, and "*" for OPTIONS. A plain origin-form target is parsed
+// into dst, if not nil, without allocating.
+func (h *head) requestURL(dst *url.URL) (*url.URL, *requestError) {
+	if dst != nil && parseOriginForm(h.target, dst) {
+		return dst, nil
+	}
 	if h.method == http.MethodConnect && !strings.HasPrefix(h.target, "/") {
 		// Authority-form: parsed as the host of an absolute URL.
 		u, err := url.ParseRequestURI("http://" + h.target)
@@ -385,4 +413,44 @@ func (h *head) requestURL() (*url.URL, *requestError) {
 		return nil, badRequest("malformed request target")
 	}
 	return u, nil
+}
+
+// pathByteKept[c] is true when url.ParseRequestURI keeps byte c in a path
+// as it is: no unescaping, and no RawPath because its escaping of the path
+// would differ. It is asked of the url package itself, so the two cannot
+// disagree.
+var pathByteKept = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		p := "/" + string(rune(c))
+		if u, err := url.ParseRequestURI(p); err == nil && u.Path == p && u.RawPath == "" && u.RawQuery == "" && !u.ForceQuery {
+			t[c] = true
+		}
+	}
+	return t
+}()
+
+// parseOriginForm fills u as url.ParseRequestURI would for an origin-form
+// target ("/path?query") whose path has only bytes that need no escaping,
+// and reports whether it did; other targets are left to the url package.
+func parseOriginForm(target string, u *url.URL) bool {
+	if len(target) == 0 || target[0] != '/' {
+		return false
+	}
+	path, query, hasQuery := strings.Cut(target, "?")
+	for i := 0; i < len(path); i++ {
+		if !pathByteKept[path[i]] {
+			return false
+		}
+	}
+	for i := 0; i < len(query); i++ {
+		if c := query[i]; c < ' ' || c == 0x7f {
+			return false // url.ParseRequestURI refuses control bytes
+		}
+	}
+	*u = url.URL{Path: path, RawQuery: query}
+	if hasQuery && query == "" {
+		// "/p?" sets ForceQuery; "/p??" is a query of "?".
+		u.ForceQuery = true
+	}
+	return true
 }

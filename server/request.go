@@ -2,6 +2,7 @@ package server
 
 import (
 	"net/http"
+	"net/url"
 
 	"github.com/yieldio/yieldio/wsgiinput"
 )
@@ -9,7 +10,11 @@ import (
 // newRequest fills req for a parsed head, with a streamed body when it has
 // one.
 func (c *conn) newRequest(h *head, req *http.Request) *requestError {
-	u, err := h.requestURL()
+	var dst *url.URL
+	if h.mem != nil {
+		dst = &h.mem.url
+	}
+	u, err := h.requestURL(dst)
 	if err != nil {
 		return err
 	}

@@ -36,33 +36,34 @@ type response struct {
 	// Frozen at WriteHeader: the handler's fields except the special ones
 	// (serialized), and those (parsed).
 	status        int
-	wroteHeader   bool
 	fields        []byte
 	contentLength int64 // declared, -1 if not
 	te            string
 	connection    string
 	contentType   []string
-	haveType      bool
 	date          string
 
-	headSent    bool
-	chunking    bool
-	written     int64
-	buf         []byte // body held back before the head is sent
-	handlerDone bool
-	closeAfter  bool
-	wantsClose  bool // the request asked to close
-	wants10KA   bool // an HTTP/1.0 request asked for keep-alive
-	isHead      bool
-	trailers    []string // declared trailer keys
-	err         error    // the connection failed
-	hijacked    bool
-	aborted     bool        // the handler panicked after its status was set
-	fullDuplex  bool        // reading the body after the head is sent
-	done        atomic.Bool // the handler returned: the writer is dead
+	written  int64
+	buf      []byte   // body held back before the head is sent
+	trailers []string // declared trailer keys
+	err      error    // the connection failed
 
-	expect100    bool // the client waits for 100 Continue
-	sentContinue bool
+	// The flags, together so that they pack.
+	wroteHeader  bool
+	haveType     bool
+	headSent     bool
+	chunking     bool
+	handlerDone  bool
+	closeAfter   bool
+	wantsClose   bool // the request asked to close
+	wants10KA    bool // an HTTP/1.0 request asked for keep-alive
+	isHead       bool
+	hijacked     bool
+	aborted      bool        // the handler panicked after its status was set
+	fullDuplex   bool        // reading the body after the head is sent
+	expect100    bool        // the client waits for 100 Continue
+	sentContinue bool        // a 100 Continue went out
+	done         atomic.Bool // the handler returned: the writer is dead
 }
 
 // Header returns the response's header map. The map is the loop's: once
