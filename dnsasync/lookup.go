@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/miekg/dns"
 	"github.com/yieldio/yieldio/fdpoll"
@@ -255,19 +256,17 @@ func callType[T any](r *Resolver, ctx context.Context, host, errName string, qty
 // IP literal has a colon or consists of digits and dots (no top-level
 // domain is numeric).
 func parseIP(host string) (netip.Addr, bool) {
-	literal := true
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if c == ':' {
-			literal = true
-			break
-		}
-		if (c < '0' || c > '9') && c != '.' {
-			literal = false
-		}
-	}
-	if !literal || host == "" {
+	if host == "" {
 		return netip.Addr{}, false
+	}
+	// An IPv6 literal has a colon; anything else that is not all digits
+	// and dots is a name, which its first letter usually shows.
+	if strings.IndexByte(host, ':') < 0 {
+		for i := 0; i < len(host); i++ {
+			if byteClass[host[i]]&(classDigit|classDot) == 0 {
+				return netip.Addr{}, false
+			}
+		}
 	}
 	ip, err := netip.ParseAddr(host)
 	return ip, err == nil

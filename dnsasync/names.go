@@ -16,39 +16,70 @@ var (
 	errBadChar     = errors.New("character not allowed in a host name")
 )
 
+// Byte classes of host names: one table lookup per byte checks a name,
+// finds upper case and tells an IP literal from a name.
+const (
+	classLower  uint8 = 1 << iota // a-z
+	classUpper                    // A-Z
+	classDigit                    // 0-9
+	classSymbol                   // '-' and '_'
+	classDot                      // '.'
+	classColon                    // ':' (IPv6 literals only)
+)
+
+var byteClass = func() (t [256]uint8) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = classLower
+		t[c-'a'+'A'] = classUpper
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = classDigit
+	}
+	t['-'], t['_'], t['.'], t[':'] = classSymbol, classSymbol, classDot, classColon
+	return t
+}()
+
 // checkName reports whether name (in resolver form, no trailing dot) is a
 // valid domain name to look up: labels of 1 to 63 bytes of letters, digits,
 // '-' and '_', at most 253 bytes in all.
 func checkName(name string) error {
+	_, err := scanName(name)
+	return err
+}
+
+// scanName is checkName, also returning the classes of the bytes of a
+// valid name.
+func scanName(name string) (uint8, error) {
 	switch {
 	case name == "":
-		return errEmptyName
+		return 0, errEmptyName
 	case len(name) > 253:
-		return errNameTooLong
+		return 0, errNameTooLong
 	}
+	var seen uint8
 	label := 0
 	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c == '.':
+		c := byteClass[name[i]]
+		switch c {
+		case classDot:
 			if label == 0 {
-				return errBadLabel
+				return 0, errBadLabel
 			}
 			label = 0
 			continue
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '_':
-		default:
-			return errBadChar
+		case 0, classColon:
+			return 0, errBadChar
 		}
+		seen |= c
 		label++
 		if label > 63 {
-			return errBadLabel
+			return 0, errBadLabel
 		}
 	}
 	if label == 0 {
-		return errBadLabel
+		return 0, errBadLabel
 	}
-	return nil
+	return seen, nil
 }
 
 // normalize turns a name as a caller wrote it into resolver form and
@@ -59,10 +90,11 @@ func normalize(host string) (name string, rooted bool, err error) {
 	if strings.HasSuffix(name, ".") {
 		name, rooted = name[:len(name)-1], true
 	}
-	if err := checkName(name); err != nil {
+	seen, err := scanName(name)
+	if err != nil {
 		return "", false, err
 	}
-	if hasUpper(name) {
+	if seen&classUpper != 0 {
 		name = lowerASCII(name)
 	}
 	return name, rooted, nil
