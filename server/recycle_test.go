@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Response header maps are recycled once their handler returns: whatever a
@@ -100,4 +101,41 @@ func keysOf(h http.Header) []string {
 		ks = append(ks, k)
 	}
 	return ks
+}
+
+// The Date a loop caches is renewed each second: responses on one
+// connection, a second or more apart, carry the time they were sent.
+func TestDateFollowsTheClock(t *testing.T) {
+	ts := start(t, http.HandlerFunc(hello))
+	c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	get := func() time.Time {
+		t.Helper()
+		before := time.Now().Truncate(time.Second)
+		io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resps, _, _ := readResponsesN(t, c, 1, 0)
+		after := time.Now()
+		if len(resps) != 1 {
+			t.Fatal("no response")
+		}
+		d, err := http.ParseTime(resps[0].Header.Get("Date"))
+		if err != nil {
+			t.Fatalf("Date %q: %v", resps[0].Header.Get("Date"), err)
+		}
+		if d.Before(before) || d.After(after) {
+			t.Errorf("Date %v, sent between %v and %v", d, before, after)
+		}
+		return d
+	}
+	first := get()
+	for range 3 {
+		// Past the next second boundary.
+		time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second + 50*time.Millisecond)))
+		if d := get(); !d.After(first) {
+			t.Errorf("Date %v not after the earlier %v", d, first)
+		}
+	}
 }

@@ -42,6 +42,7 @@ type response struct {
 	connection    string
 	contentType   []string
 	date          string
+	has           uint8 // which of Content-Length, Transfer-Encoding and Connection the header has
 
 	written  int64
 	buf      []byte   // body held back before the head is sent
@@ -115,18 +116,39 @@ func (w *response) WriteHeader(code int) {
 	w.status = code
 	h := w.handlerHeader
 	w.contentLength = -1
-	if cl := h.Get(hContentLength); cl != "" {
-		if v, err := strconv.ParseInt(cl, 10, 64); err == nil && v >= 0 {
-			w.contentLength = v
-		} else {
-			w.c.s.logf("server: invalid Content-Length of %q", cl)
-			h.Del(hContentLength)
+	// The fields the server handles itself are looked up, not searched
+	// for: a header with nothing else (the common case) is not iterated.
+	specials := 0
+	if v, ok := h[hContentLength]; ok {
+		specials++
+		w.has |= fieldCL
+		if cl := first(v); cl != "" {
+			if n, err := strconv.ParseInt(cl, 10, 64); err == nil && n >= 0 {
+				w.contentLength = n
+			} else {
+				w.c.s.logf("server: invalid Content-Length of %q", cl)
+				delete(h, hContentLength)
+				specials--
+				w.has &^= fieldCL
+			}
 		}
 	}
-	w.te = h.Get(hTransferEncoding)
-	w.connection = h.Get(hConnection)
-	w.contentType, w.haveType = h[hContentType]
+	if v, ok := h[hTransferEncoding]; ok {
+		specials++
+		w.has |= fieldTE
+		w.te = first(v)
+	}
+	if v, ok := h[hConnection]; ok {
+		specials++
+		w.has |= fieldConnection
+		w.connection = first(v)
+	}
+	if v, ok := h[hContentType]; ok {
+		specials++
+		w.contentType, w.haveType = v, true
+	}
 	if d, ok := h[hDate]; ok {
+		specials++
 		w.date = "\x00" // present: keep the handler's
 		if len(d) > 0 {
 			w.date = d[0]
@@ -139,8 +161,26 @@ func (w *response) WriteHeader(code int) {
 			}
 		}
 	}
-	w.fields = appendHeader(w.c.scratch(), h, special)
+	if len(h) > specials {
+		w.fields = appendHeader(w.c.scratch(), h, special)
+	}
 }
+
+// first returns the first of vs, or "" (http.Header.Get for a key that is
+// already canonical).
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
+
+// Bits of response.has.
+const (
+	fieldCL uint8 = 1 << iota
+	fieldTE
+	fieldConnection
+)
 
 // errAfterReturn is what a ResponseWriter says once its handler returned:
 // a goroutine the handler left behind must not write into the connection,
@@ -290,13 +330,19 @@ func (w *response) sendContinue() {
 // writes the status line and header. p is the first of the body, for
 // Content-Type sniffing and, once the handler is done, its length.
 func (w *response) sendHead(p []byte) {
+	b := w.appendHead(w.c.scratch(), p)
+	w.write(b)
+	w.c.releaseScratch(b)
+}
+
+// appendHead is sendHead that appends the head to b instead of writing it.
+func (w *response) appendHead(b, p []byte) []byte {
 	w.headSent = true
 	code := w.status
 	bodyOK := bodyAllowedForStatus(code)
 	keepAlives := w.c.s.keepAlivesEnabled()
 	hasTE := w.te != ""
-	_, hasCL := w.handlerHeader[hContentLength]
-	hasCL = hasCL && w.contentLength != -1
+	hasCL := w.has&fieldCL != 0 && w.contentLength != -1
 
 	var setCL = -1
 	if w.handlerDone && len(w.trailers) == 0 && !hasTE && bodyOK && !hasCL && (!w.isHead || len(p) > 0) {
@@ -372,19 +418,18 @@ func (w *response) sendHead(p []byte) {
 		}
 	}
 
-	b := w.c.scratch()
 	b = appendStatusLine(b, w.req.ProtoAtLeast(1, 1), code)
 	b = append(b, w.fields...)
 	w.c.releaseScratch(w.fields)
 	w.fields = nil
 	h := w.handlerHeader
-	if !dropCL && setCL < 0 {
+	if !dropCL && setCL < 0 && w.has&fieldCL != 0 {
 		b = appendFieldValues(b, hContentLength, h[hContentLength])
 	}
-	if !dropTE {
+	if !dropTE && w.has&fieldTE != 0 {
 		b = appendFieldValues(b, hTransferEncoding, h[hTransferEncoding])
 	}
-	if !dropConnection {
+	if !dropConnection && w.has&fieldConnection != 0 {
 		b = appendFieldValues(b, hConnection, h[hConnection])
 	}
 	if !dropType {
@@ -396,7 +441,11 @@ func (w *response) sendHead(p []byte) {
 		}
 	} else {
 		b = append(b, "Date: "...)
-		b = append(b, w.c.s.date.get()...)
+		if c := w.c; c.l.Current() {
+			b = append(b, c.ls.date.get(c.l)...)
+		} else {
+			b = append(b, c.s.date.get()...)
+		}
 		b = append(b, "\r\n"...)
 	}
 	if setCL >= 0 {
@@ -411,9 +460,7 @@ func (w *response) sendHead(p []byte) {
 			b = append(b, "\r\n"...)
 		}
 	}
-	b = append(b, "\r\n"...)
-	w.write(b)
-	w.c.releaseScratch(b)
+	return append(b, "\r\n"...)
 }
 
 func appendFieldValues(b []byte, key string, vs []string) []byte {
@@ -428,6 +475,9 @@ func appendFieldValues(b []byte, key string, vs []string) []byte {
 
 func appendStatusLine(b []byte, is11 bool, code int) []byte {
 	if is11 {
+		if code == http.StatusOK {
+			return append(b, "HTTP/1.1 200 OK\r\n"...)
+		}
 		b = append(b, "HTTP/1.1 "...)
 	} else {
 		b = append(b, "HTTP/1.0 "...)
@@ -472,6 +522,20 @@ func (w *response) writeBody(p []byte) {
 	w.write(p)
 }
 
+// appendBody is writeBody that appends to b.
+func (w *response) appendBody(b, p []byte) []byte {
+	if w.isHead || len(p) == 0 {
+		return b
+	}
+	if w.chunking {
+		b = strconv.AppendInt(b, int64(len(p)), 16)
+		b = append(b, "\r\n"...)
+		b = append(b, p...)
+		return append(b, "\r\n"...)
+	}
+	return append(b, p...)
+}
+
 // write puts b into the connection's output, remembering a failure.
 func (w *response) write(b []byte) {
 	if w.err != nil {
@@ -502,17 +566,23 @@ func (w *response) finish() {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
+	// What is left goes out in one piece: head, held-back body, last chunk.
+	var b []byte
 	if !w.headSent {
-		w.sendHead(w.buf)
-		w.writeBody(w.buf)
+		b = w.appendHead(w.c.scratch(), w.buf)
+		b = w.appendBody(b, w.buf)
 	}
 	w.c.releaseScratch(w.buf)
 	w.buf = nil
 	if w.chunking {
-		b := w.c.scratch()
+		if b == nil {
+			b = w.c.scratch()
+		}
 		b = append(b, "0\r\n"...)
 		b = w.appendTrailers(b)
 		b = append(b, "\r\n"...)
+	}
+	if b != nil {
 		w.write(b)
 		w.c.releaseScratch(b)
 	}

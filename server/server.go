@@ -118,6 +118,7 @@ type loopState struct {
 	conns   *conn // list of open connections
 	scratch [][]byte
 	headers []http.Header // cleared response header maps
+	date    loopDate
 	heads   []*head
 	baseCtx context.Context
 
