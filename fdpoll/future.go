@@ -91,6 +91,12 @@ func (f *Future[T]) Complete(v T, err error) bool {
 		return false
 	}
 	f.val, f.err = v, err
+	if c.waiters.empty() {
+		// Nobody to wake (and nobody can subscribe while the lock is
+		// held): one store publishes the result and releases the lock.
+		c.unlock(coreDone)
+		return true
+	}
 	// Done is visible before anyone wakes: a woken waiter must find it so.
 	c.state.Store(coreLocked | coreDone)
 	c.waiters.wakeAll()
