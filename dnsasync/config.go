@@ -70,8 +70,11 @@ type Config struct {
 	// at the same time go out on one connected socket, which closes when
 	// none waits on it any more; after this many queries a new socket
 	// takes over. 0 means DefaultUDPQueriesPerSocket; 1 gives every query
-	// a socket of its own (one source port per query, at the cost of
-	// four more system calls per query).
+	// a socket of its own (one source port per query, at the cost of a
+	// socket, connect, poller registration and close per query). Much
+	// larger values let a burst of replies overflow the socket's receive
+	// buffer (about 200 KiB by default on Linux), and the queries whose
+	// replies the kernel drops wait out their timeout.
 	UDPQueriesPerSocket int
 
 	// CacheSize bounds the number of names whose answers (positive or
