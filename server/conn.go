@@ -278,9 +278,6 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	c.phase = phaseActive
 	c.s.setState(c, http.StateActive)
 	c.armTimer(c.s.WriteTimeout)
-	if rt := c.s.ReadTimeout; rt > 0 {
-		c.raw.SetReadDeadline(time.Now().Add(rt))
-	}
 
 	req := r.WithContext(ctx) // the one copy of the request on the heap
 	c.reqCtx = ctx
@@ -301,6 +298,10 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	}
 	if !req.ProtoAtLeast(1, 1) && !h.keepAlive {
 		w.closeAfter = true
+	}
+	if rt := c.s.ReadTimeout; rt > 0 {
+		c.raw.SetReadDeadline(time.Now().Add(rt))
+		w.setDeadline = true
 	}
 	if c.body != nil && w.expect100 {
 		c.body.BeforeWait(w.sendContinue)
@@ -332,7 +333,9 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	w.handlerHeader = nil
 	// Deadlines set for this request, by ReadTimeout or by the handler
 	// through http.ResponseController, end with it.
-	c.raw.SetDeadline(time.Time{})
+	if w.setDeadline || c.tlsc != nil {
+		c.raw.SetDeadline(time.Time{})
+	}
 	keep := !w.closeAfter && w.err == nil
 	if c.body != nil {
 		// A body that is not fully read, or that a leftover goroutine of

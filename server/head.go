@@ -134,6 +134,7 @@ func parseHead(text string, h *head) *requestError {
 	}
 	nvalues := 0
 	hosts := 0
+	var seen uint8 // which of the fields interpret reads are present
 	for {
 		nl := strings.IndexByte(rest, '\n')
 		line, ok := trimEOL(rest[:nl+1])
@@ -162,11 +163,21 @@ func parseHead(text string, h *head) *requestError {
 			h.header[key] = values[nvalues : nvalues+1 : nvalues+1]
 			nvalues++
 		}
-		if key == "Host" {
+		switch key {
+		case "Host":
 			hosts++
+			h.host = val
+		case "Connection":
+			seen |= seenConnection
+		case "Expect":
+			seen |= seenExpect
+		case "Trailer":
+			seen |= seenTrailer
+		case "Transfer-Encoding", "Content-Length":
+			seen |= seenFraming
 		}
 	}
-	return h.interpret(hosts)
+	return h.interpret(hosts, seen)
 }
 
 // trimEOL removes the line ending (CRLF, or a bare LF, which RFC 9112 lets
@@ -220,21 +231,49 @@ func parseVersion(v string) (major, minor int, ok bool) {
 	return int(v[5] - '0'), int(v[7] - '0'), true
 }
 
+// Bits of the fields a head has, for interpret.
+const (
+	seenConnection uint8 = 1 << iota
+	seenExpect
+	seenTrailer
+	seenFraming // Transfer-Encoding or Content-Length
+)
+
 // interpret checks and extracts what the server acts on: Host, framing,
-// connection management and expectations.
-func (h *head) interpret(hosts int) *requestError {
+// connection management and expectations. seen says which of them the head has (bits seenConnection...), so absent
+// ones cost no lookup; hosts counts the Host fields, and h.host is the last.
+func (h *head) interpret(hosts int, seen uint8) *requestError {
 	switch {
 	case hosts > 1:
 		return badRequest("too many Host headers")
 	case hosts == 0 && h.minor >= 1:
 		return badRequest("missing required Host header")
 	}
-	if hosts == 1 {
-		h.host = h.header["Host"][0]
-		if !validHost(h.host) {
-			return badRequest("malformed Host header")
+	if hosts == 1 && !validHost(h.host) {
+		return badRequest("malformed Host header")
+	}
+	if seen&seenConnection != 0 {
+		h.connectionOptions()
+	}
+	if seen&seenFraming != 0 {
+		if err := h.framing(); err != nil {
+			return err
 		}
 	}
+	if seen&seenExpect != 0 {
+		if ex := h.header["Expect"]; len(ex) != 1 || !asciiEqualFold(ex[0], "100-continue") {
+			return &requestError{code: http.StatusExpectationFailed, reason: "unsupported Expect"}
+		}
+		h.expect100 = h.minor >= 1
+	}
+	if seen&seenTrailer != 0 {
+		return h.trailerDeclarations()
+	}
+	return nil
+}
+
+// connectionOptions reads the close and keep-alive options of Connection.
+func (h *head) connectionOptions() {
 	for _, v := range h.header["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
 			switch tok = textproto.TrimString(tok); {
@@ -245,15 +284,10 @@ func (h *head) interpret(hosts int) *requestError {
 			}
 		}
 	}
-	if err := h.framing(); err != nil {
-		return err
-	}
-	if ex := h.header["Expect"]; len(ex) > 0 {
-		if len(ex) != 1 || !asciiEqualFold(ex[0], "100-continue") {
-			return &requestError{code: http.StatusExpectationFailed, reason: "unsupported Expect"}
-		}
-		h.expect100 = h.minor >= 1
-	}
+}
+
+// trailerDeclarations reads the fields Trailer announces.
+func (h *head) trailerDeclarations() *requestError {
 	for _, v := range h.header["Trailer"] {
 		for k := range strings.SplitSeq(v, ",") {
 			if k = textproto.TrimString(k); k == "" {

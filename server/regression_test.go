@@ -314,31 +314,40 @@ func TestInputBufferNotReusedWhileRead(t *testing.T) {
 	}
 }
 
-// A read deadline a handler sets (http.ResponseController) ends with its
-// request: the next request on the connection is served.
+// A read or write deadline a handler sets (http.ResponseController) ends
+// with its request: the next request on the connection is served.
 func TestHandlerDeadlineEndsWithRequest(t *testing.T) {
-	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/a" {
-			http.NewResponseController(w).SetReadDeadline(time.Now().Add(100 * time.Millisecond))
-		}
-		io.WriteString(w, "ok")
-	}))
-	c, err := net.Dial("tcp", ts.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(testTimeout))
-	br := bufio.NewReader(c)
-	for i, p := range []string{"/a", "/b"} {
-		if i == 1 {
-			time.Sleep(300 * time.Millisecond)
-		}
-		io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n")
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("request %s: %v", p, err)
-		}
-		io.ReadAll(resp.Body)
+	for _, kind := range []string{"read", "write"} {
+		t.Run(kind, func(t *testing.T) {
+			ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/a" {
+					rc := http.NewResponseController(w)
+					if kind == "read" {
+						rc.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+					} else {
+						rc.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+					}
+				}
+				io.WriteString(w, "ok")
+			}))
+			c, err := net.Dial("tcp", ts.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(testTimeout))
+			br := bufio.NewReader(c)
+			for i, p := range []string{"/a", "/b"} {
+				if i == 1 {
+					time.Sleep(300 * time.Millisecond)
+				}
+				io.WriteString(c, "GET "+p+" HTTP/1.1\r\nHost: x\r\n\r\n")
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("request %s: %v", p, err)
+				}
+				io.ReadAll(resp.Body)
+			}
+		})
 	}
 }

@@ -64,6 +64,7 @@ type response struct {
 	fullDuplex   bool        // reading the body after the head is sent
 	expect100    bool        // the client waits for 100 Continue
 	sentContinue bool        // a 100 Continue went out
+	setDeadline  bool        // the connection has a deadline for this request
 	done         atomic.Bool // the handler returned: the writer is dead
 }
 
@@ -280,8 +281,16 @@ func (w *response) FlushError() error {
 }
 
 // SetReadDeadline and SetWriteDeadline serve http.ResponseController.
-func (w *response) SetReadDeadline(t time.Time) error  { return w.c.raw.SetReadDeadline(t) }
-func (w *response) SetWriteDeadline(t time.Time) error { return w.c.raw.SetWriteDeadline(t) }
+// The deadlines end with the request (see conn.serveRequest).
+func (w *response) SetReadDeadline(t time.Time) error {
+	w.setDeadline = true
+	return w.c.raw.SetReadDeadline(t)
+}
+
+func (w *response) SetWriteDeadline(t time.Time) error {
+	w.setDeadline = true
+	return w.c.raw.SetWriteDeadline(t)
+}
 
 // EnableFullDuplex serves http.ResponseController: the handler will read
 // the body while writing the response, so the server does not drain the
