@@ -9,7 +9,8 @@
 // machine's noise; the report gives each one's median over the rounds and
 // the median of its per-round ratio to pgxpool. Queries per second is the headline; the process's
 // CPU time per query (user+system, getrusage) and the heap show what each
-// costs the client. pgbench, when installed, measures the server alone with
+// costs the client; the latency percentiles (from the call to the scanned
+// row) what the callers see. pgbench, when installed, measures the server alone with
 // the same query (plain and pipelined), for scale.
 package main
 
@@ -17,6 +18,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -60,8 +62,70 @@ type result struct {
 	cpuPerQ    time.Duration // process CPU (user+sys) per query
 	allocPerQ  float64       // heap bytes allocated per query
 	mallocPerQ float64
-	heapInuse  uint64  // peak during the run
-	rwPerQ     float64 // read and write syscalls per query (Linux /proc/self/io)
+	heapInuse  uint64        // peak during the run
+	rwPerQ     float64       // read and write syscalls per query (Linux /proc/self/io)
+	p50, p99   time.Duration // query latency (call to result) percentiles
+}
+
+// A histogram counts durations in buckets at most 12.5% wide (8 per power of
+// two), concurrently and without locks.
+type histogram struct {
+	on      atomic.Bool
+	buckets [64 * 8]atomic.Int64
+}
+
+// latencies collects the query latencies of the run being measured.
+var latencies histogram
+
+func (h *histogram) record(d time.Duration) {
+	if !h.on.Load() || d <= 0 {
+		return
+	}
+	h.buckets[bucketOf(uint64(d))].Add(1)
+}
+
+// bucketOf maps v to its power of two and the next three bits below it.
+func bucketOf(v uint64) int {
+	e := bits.Len64(v) - 1
+	if e < 3 {
+		return int(v)
+	}
+	return e*8 + int(v>>(e-3))&7
+}
+
+// lowerBound is the smallest value of bucket i.
+func lowerBound(i int) time.Duration {
+	e := i / 8
+	if e < 3 {
+		return time.Duration(i)
+	}
+	return time.Duration((8 + uint64(i%8)) << (e - 3))
+}
+
+func (h *histogram) reset() {
+	for i := range h.buckets {
+		h.buckets[i].Store(0)
+	}
+}
+
+// quantile returns the lower bound of the bucket holding quantile q.
+func (h *histogram) quantile(q float64) time.Duration {
+	var total int64
+	for i := range h.buckets {
+		total += h.buckets[i].Load()
+	}
+	if total == 0 {
+		return 0
+	}
+	want := int64(q * float64(total))
+	var seen int64
+	for i := range h.buckets {
+		seen += h.buckets[i].Load()
+		if seen > want {
+			return lowerBound(i)
+		}
+	}
+	return lowerBound(len(h.buckets) - 1)
 }
 
 // rwSyscalls returns the process's read and write syscall counts so far
@@ -128,15 +192,15 @@ func main() {
 			if err != nil {
 				fatal(fmt.Errorf("%s: %w", c.name, err))
 			}
-			fmt.Printf("round %d  %-22s %8.0f q/s  %6.1f µs CPU/query  %5.2f rw syscalls/query  %5.0f B/query  %4.1f allocs/query  heap %5.1f MiB\n",
-				r+1, c.name, res.qps, float64(res.cpuPerQ.Nanoseconds())/1e3, res.rwPerQ, res.allocPerQ, res.mallocPerQ, float64(res.heapInuse)/(1<<20))
+			fmt.Printf("round %d  %-22s %8.0f q/s  %6.1f µs CPU/query  %5.2f rw syscalls/query  %5.0f B/query  %4.1f allocs/query  heap %5.1f MiB  latency p50 %s p99 %s\n",
+				r+1, c.name, res.qps, float64(res.cpuPerQ.Nanoseconds())/1e3, res.rwPerQ, res.allocPerQ, res.mallocPerQ, float64(res.heapInuse)/(1<<20), ms(res.p50), ms(res.p99))
 			results[c.name] = append(results[c.name], res)
 		}
 	}
 
 	fmt.Printf("\nmedians over %d rounds; ratio: median of each round's q/s over pgxpool's in that round:\n", *rounds)
 	base := results["pgxpool"]
-	fmt.Printf("%-22s %10s %8s %14s %16s %10s %10s\n", "", "q/s", "ratio", "µs CPU/query", "rw syscalls/q", "B/query", "heap MiB")
+	fmt.Printf("%-22s %10s %8s %14s %16s %10s %10s %9s %9s\n", "", "q/s", "ratio", "µs CPU/query", "rw syscalls/q", "B/query", "heap MiB", "p50", "p99")
 	for _, c := range contestants {
 		rs, ok := results[c.name]
 		if !ok {
@@ -152,11 +216,16 @@ func main() {
 			slices.Sort(ratios)
 			ratio = fmt.Sprintf("%.2fx", ratios[len(ratios)/2])
 		}
-		fmt.Printf("%-22s %10.0f %8s %14.1f %16.2f %10.0f %10.1f\n", c.name, m.qps, ratio, float64(m.cpuPerQ.Nanoseconds())/1e3, m.rwPerQ, m.allocPerQ, float64(m.heapInuse)/(1<<20))
+		fmt.Printf("%-22s %10.0f %8s %14.1f %16.2f %10.0f %10.1f %9s %9s\n", c.name, m.qps, ratio, float64(m.cpuPerQ.Nanoseconds())/1e3, m.rwPerQ, m.allocPerQ, float64(m.heapInuse)/(1<<20), ms(m.p50), ms(m.p99))
 	}
 	if *pgbench {
 		runPgbench(dsn)
 	}
+}
+
+// ms formats d in milliseconds.
+func ms(d time.Duration) string {
+	return fmt.Sprintf("%.2fms", float64(d)/1e6)
 }
 
 func fatal(err error) {
@@ -222,6 +291,8 @@ func measure(ctx context.Context, c *contestant) (result, error) {
 			}()
 		}
 	}
+	latencies.reset()
+	latencies.on.Store(true)
 	n0, cpu0, t0, io0 := n.Load(), cpuTime(), time.Now(), rwSyscalls()
 	var peak atomic.Uint64
 	sampling := make(chan struct{})
@@ -244,6 +315,7 @@ func measure(ctx context.Context, c *contestant) (result, error) {
 	}()
 	time.Sleep(*duration)
 	n1, cpu1, t1, io1 := n.Load(), cpuTime(), time.Now(), rwSyscalls()
+	latencies.on.Store(false)
 	runtime.ReadMemStats(&ms1)
 	close(stop)
 	<-sampling
@@ -261,6 +333,8 @@ func measure(ctx context.Context, c *contestant) (result, error) {
 		mallocPerQ: float64(ms1.Mallocs-ms0.Mallocs) / q,
 		heapInuse:  peak.Load(),
 		rwPerQ:     float64(io1-io0) / q,
+		p50:        latencies.quantile(0.50),
+		p99:        latencies.quantile(0.99),
 	}, nil
 }
 
@@ -305,9 +379,11 @@ func pgxpoolContestant(dsn string) *contestant {
 	c.run = func(ctx context.Context, callers int, stop <-chan struct{}, n *atomic.Int64) error {
 		return callersUntil(callers, stop, func() error {
 			var v int32
+			t0 := time.Now()
 			if err := pool.QueryRow(ctx, query, rand.IntN(tableRows)+1).Scan(&v); err != nil {
 				return err
 			}
+			latencies.record(time.Since(t0))
 			n.Add(1)
 			return nil
 		})
@@ -380,9 +456,11 @@ func pgasyncTasks(dsn string) *contestant {
 		for i := range callers {
 			tasks[i] = g.Spawn(ctx, func(ctx context.Context) error {
 				for !stopped.Done() {
+					t0 := time.Now()
 					if err := queryOnce(ctx, p); err != nil {
 						return err
 					}
+					latencies.record(time.Since(t0))
 					n.Add(1)
 				}
 				return nil
@@ -414,9 +492,11 @@ func pgasyncGoroutines(dsn string) *contestant {
 	}
 	c.run = func(ctx context.Context, callers int, stop <-chan struct{}, n *atomic.Int64) error {
 		return callersUntil(callers, stop, func() error {
+			t0 := time.Now()
 			if err := queryOnce(ctx, p); err != nil {
 				return err
 			}
+			latencies.record(time.Since(t0))
 			n.Add(1)
 			return nil
 		})
