@@ -287,7 +287,9 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	if mem == nil {
 		mem = new(reqMem)
 	}
-	w := &mem.w
+	w := c.ls.getResponse()
+	rw := &mem.w
+	rw.r, rw.s = w, c.s
 	*w = response{
 		c:          c,
 		req:        req,
@@ -304,7 +306,7 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 		w.setDeadline = true
 	}
 	if c.body != nil && w.expect100 {
-		c.body.BeforeWait(w.sendContinue)
+		c.body.BeforeWait(rw.sendContinue)
 	}
 	c.watchGen++
 	if c.body == nil && c.tlsc == nil {
@@ -314,9 +316,10 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 		w.closeAfter = true
 		http.Error(w, "413 Request Entity Too Large", http.StatusRequestEntityTooLarge)
 	} else {
-		c.runHandler(w, req)
+		c.runHandler(w, rw, req)
 	}
 	if w.hijacked {
+		// The response stays with its writer, which says ErrHijacked.
 		return false
 	}
 	if c.body != nil && !w.wroteHeader {
@@ -328,15 +331,16 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	}
 	c.watchGen++ // disarm the disconnect watch
 	w.finish()
-	// The handler returned: its header map is dead (see response.Header).
-	c.releaseHeader(w.handlerHeader)
-	w.handlerHeader = nil
+	rw.done.Store(true)
 	// Deadlines set for this request, by ReadTimeout or by the handler
 	// through http.ResponseController, end with it.
 	if w.setDeadline || c.tlsc != nil {
 		c.raw.SetDeadline(time.Time{})
 	}
 	keep := !w.closeAfter && w.err == nil
+	// The handler returned: its response and header map are dead.
+	c.releaseHeader(w.handlerHeader)
+	c.ls.putResponse(w)
 	if c.body != nil {
 		// A body that is not fully read, or that a leftover goroutine of
 		// the handler still reads, leaves no reliable next message.
@@ -417,7 +421,7 @@ func (c *conn) drainBody(w *response) {
 // runHandler calls the handler. A panic is logged (unless it is
 // http.ErrAbortHandler) and closes the connection; a handler that had not
 // set a status yet gets a 500, one that had gets its response cut short.
-func (c *conn) runHandler(w *response, req *http.Request) {
+func (c *conn) runHandler(w *response, rw *writer, req *http.Request) {
 	defer func() {
 		p := recover()
 		if p == nil {
@@ -440,7 +444,7 @@ func (c *conn) runHandler(w *response, req *http.Request) {
 		w.Header().Set("Content-Length", "0")
 		return
 	}
-	c.s.handler().ServeHTTP(w, req)
+	c.s.handler().ServeHTTP(rw, req)
 }
 
 // closeAfterResponse shuts the sending side once the response is flushed,

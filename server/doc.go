@@ -19,10 +19,13 @@
 //
 // What a handler receives is its own, as with net/http: the *http.Request,
 // its header map, URL, context and body wrapper are never reused, so a
-// handler may hand r to a goroutine that outlives it. The ResponseWriter's
-// header map is different: net/http's contract ends a ResponseWriter's use
-// when ServeHTTP returns, and the server then clears that map and gives it
-// to a later response on the same loop. A handler must not keep w.Header()
-// past its return or change it from a goroutine it leaves behind (Write,
-// WriteHeader and Flush from such a goroutine are refused).
+// handler may hand r to a goroutine that outlives it. The ResponseWriter is
+// different: net/http's contract ends its use when ServeHTTP returns, and
+// the server then recycles what is behind it (the response's state and its
+// header map) for a later response on the same loop. Calls on the
+// ResponseWriter itself after the handler returned are refused (Write and
+// Flush fail, WriteHeader is logged, Header returns a map of no response),
+// but a handler must not keep the map w.Header() returned past its return,
+// nor change it from a goroutine it leaves behind: it may by then be
+// another response's.
 package server

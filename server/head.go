@@ -35,11 +35,11 @@ type head struct {
 }
 
 // A reqMem holds, in one allocation, what a request needs beyond its head
-// text, its header map and the http.Request: its response writer, its URL
-// and the backing of its header values. A handler that keeps the request
+// text, its header map and the http.Request: the front of its response
+// writer, its URL and the backing of its header values. A handler that keeps the request
 // keeps all of it, which is memory, not sharing: none of it is reused.
 type reqMem struct {
-	w      response
+	w      writer
 	url    url.URL
 	values [memValues]string
 }

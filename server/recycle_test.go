@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/yieldio/yieldio/fdpoll"
 )
 
 // Response header maps are recycled once their handler returns: whatever a
@@ -137,5 +139,71 @@ func TestDateFollowsTheClock(t *testing.T) {
 		if d := get(); !d.After(first) {
 			t.Errorf("Date %v not after the earlier %v", d, first)
 		}
+	}
+}
+
+// Responses are recycled once their handler returned: a goroutine a
+// handler left behind, using its ResponseWriter while the next request on
+// the connection is being answered (quite possibly by the same recycled
+// response), reaches nothing: every method is refused or inert, and the
+// next response is the next handler's alone.
+func TestLeftoverWriterDoesNotReachNextResponse(t *testing.T) {
+	late := make(chan http.ResponseWriter, 1)
+	results := make(chan []error, 1)
+	second := fdpoll.NewFuture[struct{}]()
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/first":
+			late <- w
+			io.WriteString(w, "first")
+		case "/second":
+			w.Header().Set("X-Second", "yes")
+			go func() {
+				lw := <-late
+				lw.Header().Set("X-Late", "1")
+				lw.WriteHeader(http.StatusTeapot)
+				rc := http.NewResponseController(lw)
+				_, errWrite := lw.Write([]byte("forged"))
+				_, errString := io.WriteString(lw, "forged")
+				errs := []error{
+					errWrite, errString, rc.Flush(),
+					rc.SetReadDeadline(time.Now()), rc.SetWriteDeadline(time.Now()),
+					rc.EnableFullDuplex(),
+				}
+				_, _, errHijack := rc.Hijack()
+				results <- append(errs, errHijack)
+				second.Complete(struct{}{}, nil)
+			}()
+			fdpoll.Await(r.Context(), second) // the leftover goroutine acts now
+			io.WriteString(w, "second")
+		}
+	}))
+	c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resps, _, _ := readResponsesN(t, c, 1, 0); len(resps) != 1 {
+		t.Fatal("no first response")
+	}
+	io.WriteString(c, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	resps, bodies, _ := readResponsesN(t, c, 1, 100*time.Millisecond)
+	if len(resps) != 1 {
+		t.Fatalf("%d responses to the second request", len(resps))
+	}
+	resp := resps[0]
+	if resp.StatusCode != 200 || bodies[0] != "second" || resp.Header.Get("X-Second") != "yes" || resp.Header.Get("X-Late") != "" {
+		t.Errorf("second response: %d %q, header %v", resp.StatusCode, bodies[0], resp.Header)
+	}
+	for i, err := range <-results {
+		if err == nil {
+			t.Errorf("leftover call %d succeeded", i)
+		}
+	}
+	// The connection still works.
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	if _, bodies, _ := readResponsesN(t, c, 1, 0); len(bodies) != 1 || bodies[0] != "first" {
+		t.Errorf("third response: %q", bodies)
 	}
 }

@@ -23,10 +23,12 @@ import (
 // sent chunked. It is net/http's figure, so responses frame the same.
 const holdBack = 2048
 
-// A response is the http.ResponseWriter of one request. It writes into the
-// connection's output buffer, which the loop flushes at the end of its
-// iteration; a handler writing faster than the client reads is suspended by
-// the connection's high-water mark, so memory stays bounded.
+// A response is the state of one request's response, behind the writer its
+// handler gets. It writes into the connection's output buffer, which the
+// loop flushes at the end of its iteration; a handler writing faster than
+// the client reads is suspended by the connection's high-water mark, so
+// memory stays bounded. Responses belong to the loop: once the handler
+// returned and the response is complete, it serves a later request.
 type response struct {
 	c   *conn
 	req *http.Request
@@ -63,9 +65,8 @@ type response struct {
 	aborted      bool        // the handler panicked after its status was set
 	fullDuplex   bool        // reading the body after the head is sent
 	expect100    bool        // the client waits for 100 Continue
-	sentContinue bool        // a 100 Continue went out
-	setDeadline  bool        // the connection has a deadline for this request
-	done         atomic.Bool // the handler returned: the writer is dead
+	sentContinue bool // a 100 Continue went out
+	setDeadline  bool // the connection has a deadline for this request
 }
 
 // Header returns the response's header map. The map is the loop's: once
@@ -83,10 +84,6 @@ func (w *response) Header() http.Header {
 // WriteHeader sends (lazily) the status. 1xx codes other than 101 are sent
 // at once with the current header and do not count as the response.
 func (w *response) WriteHeader(code int) {
-	if w.done.Load() {
-		w.c.s.logf("server: WriteHeader(%d) after the handler returned", code)
-		return
-	}
 	if w.hijacked {
 		w.c.s.logf("server: WriteHeader on hijacked connection")
 		return
@@ -189,9 +186,6 @@ const (
 var errAfterReturn = errors.New("server: ResponseWriter used after the handler returned")
 
 func (w *response) Write(p []byte) (int, error) {
-	if w.done.Load() {
-		return 0, errAfterReturn
-	}
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
@@ -255,9 +249,6 @@ func (w *response) Flush() { w.FlushError() }
 
 // FlushError is Flush that reports a failed connection (http.ResponseController).
 func (w *response) FlushError() error {
-	if w.done.Load() {
-		return errAfterReturn
-	}
 	if w.hijacked {
 		return http.ErrHijacked
 	}
@@ -306,9 +297,6 @@ func (w *response) EnableFullDuplex() error {
 // the server had already read. It may be called from another goroutine
 // (one in fdpoll.Go, say), as long as the handler has not returned.
 func (w *response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if w.done.Load() {
-		return nil, nil, errAfterReturn
-	}
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
 	}
@@ -562,7 +550,6 @@ func (w *response) write(b []byte) {
 // computed length, so the client sees the failure.
 func (w *response) finish() {
 	w.handlerDone = true
-	defer w.done.Store(true)
 	if w.hijacked {
 		return
 	}
@@ -621,4 +608,100 @@ func (w *response) appendTrailers(b []byte) []byte {
 		}
 	}
 	return b
+}
+
+// A writer is the http.ResponseWriter a handler gets, in front of a
+// response. The response serves later requests once the handler returned,
+// so each method first checks that the handler still runs: a goroutine it
+// left behind must not reach the connection, which by then carries another
+// response.
+type writer struct {
+	r    *response
+	s    *Server
+	done atomic.Bool // the handler returned: the writer is dead
+}
+
+// Header returns the response's header map; after the handler returned, a
+// map of its own that reaches no response.
+func (w *writer) Header() http.Header {
+	if w.done.Load() {
+		return make(http.Header)
+	}
+	return w.r.Header()
+}
+
+func (w *writer) WriteHeader(code int) {
+	if w.done.Load() {
+		w.s.logf("server: WriteHeader(%d) after the handler returned", code)
+		return
+	}
+	w.r.WriteHeader(code)
+}
+
+func (w *writer) Write(p []byte) (int, error) {
+	if w.done.Load() {
+		return 0, errAfterReturn
+	}
+	return w.r.Write(p)
+}
+
+// WriteString lets io.WriteString skip a conversion.
+func (w *writer) WriteString(s string) (int, error) {
+	if w.done.Load() {
+		return 0, errAfterReturn
+	}
+	return w.r.WriteString(s)
+}
+
+// Flush sends the head and what was written so far (see response.Flush).
+func (w *writer) Flush() { w.FlushError() }
+
+// FlushError is Flush that reports a failed connection (http.ResponseController).
+func (w *writer) FlushError() error {
+	if w.done.Load() {
+		return errAfterReturn
+	}
+	return w.r.FlushError()
+}
+
+// SetReadDeadline serves http.ResponseController; the deadline ends with
+// the request.
+func (w *writer) SetReadDeadline(t time.Time) error {
+	if w.done.Load() {
+		return errAfterReturn
+	}
+	return w.r.SetReadDeadline(t)
+}
+
+// SetWriteDeadline serves http.ResponseController; the deadline ends with
+// the request.
+func (w *writer) SetWriteDeadline(t time.Time) error {
+	if w.done.Load() {
+		return errAfterReturn
+	}
+	return w.r.SetWriteDeadline(t)
+}
+
+// EnableFullDuplex serves http.ResponseController (see
+// response.EnableFullDuplex).
+func (w *writer) EnableFullDuplex() error {
+	if w.done.Load() {
+		return errAfterReturn
+	}
+	return w.r.EnableFullDuplex()
+}
+
+// Hijack hands the connection to the handler (see response.Hijack).
+func (w *writer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if w.done.Load() {
+		return nil, nil, errAfterReturn
+	}
+	return w.r.Hijack()
+}
+
+// sendContinue answers Expect: 100-continue while the handler runs.
+func (w *writer) sendContinue() {
+	if !w.done.Load() {
+		w.r.sendContinue()
+	}
 }

@@ -118,9 +118,11 @@ type loopState struct {
 	conns   *conn // list of open connections
 	scratch [][]byte
 	headers []http.Header // cleared response header maps
-	date    loopDate
-	heads   []*head
-	baseCtx context.Context
+	// Responses whose handler returned, for later requests.
+	responses []*response
+	date      loopDate
+	heads     []*head
+	baseCtx   context.Context
 
 	// Connections whose handler just started: watched for disconnects if
 	// the handler waits (see conn.armWatch).
@@ -135,6 +137,24 @@ func (ls *loopState) getHead() *head {
 		return h
 	}
 	return new(head)
+}
+
+func (ls *loopState) getResponse() *response {
+	if n := len(ls.responses); n > 0 {
+		w := ls.responses[n-1]
+		ls.responses[n-1] = nil
+		ls.responses = ls.responses[:n-1]
+		return w
+	}
+	return new(response)
+}
+
+// putResponse recycles w, once its handler returned and it is complete.
+func (ls *loopState) putResponse(w *response) {
+	*w = response{}
+	if len(ls.responses) < 256 {
+		ls.responses = append(ls.responses, w)
+	}
 }
 
 // putHead recycles h, dropping what it refers to: an idle connection keeps
