@@ -62,9 +62,9 @@ type response struct {
 	wants10KA    bool // an HTTP/1.0 request asked for keep-alive
 	isHead       bool
 	hijacked     bool
-	aborted      bool        // the handler panicked after its status was set
-	fullDuplex   bool        // reading the body after the head is sent
-	expect100    bool        // the client waits for 100 Continue
+	aborted      bool // the handler panicked after its status was set
+	fullDuplex   bool // reading the body after the head is sent
+	expect100    bool // the client waits for 100 Continue
 	sentContinue bool // a 100 Continue went out
 	setDeadline  bool // the connection has a deadline for this request
 }
