@@ -1,7 +1,7 @@
 // Command http compares yieldio's HTTP server with net/http and fasthttp on
 // this machine, in one run: plaintext requests per second with wrk
-// (keep-alive, and pipelined 16 deep), and the resident memory each idle
-// keep-alive connection costs.
+// (keep-alive, and pipelined 16 deep), the server's CPU time per request,
+// and the resident memory each idle keep-alive connection costs.
 //
 //	cd bench && go run ./http
 //
@@ -62,8 +62,9 @@ func main() {
 		log.Fatal("wrk is required (apt-get install wrk)")
 	}
 	type result struct {
-		plain, piped []float64 // one per round
-		perConn      float64
+		plain, piped       []float64 // req/s, one per round
+		plainCPU, pipedCPU []float64 // server CPU per request (µs), one per round
+		perConn            float64
 	}
 	results := map[string]*result{}
 	names := strings.Split(*kinds, ",")
@@ -74,26 +75,32 @@ func main() {
 		for _, kind := range names {
 			s := startChild(kind)
 			r := results[kind]
-			plain := runWrk(s.url+"/plaintext", 0)
-			piped := runWrk(s.url+"/plaintext", *depth)
+			plain, plainCPU := s.run(s.url+"/plaintext", 0)
+			piped, pipedCPU := s.run(s.url+"/plaintext", *depth)
 			r.plain, r.piped = append(r.plain, plain), append(r.piped, piped)
+			r.plainCPU, r.pipedCPU = append(r.plainCPU, plainCPU), append(r.pipedCPU, pipedCPU)
 			if round == 1 {
 				r.perConn = idleCost(s)
 			}
 			s.stop()
-			log.Printf("round %d  %-9s plaintext %10.0f req/s   pipelined %10.0f req/s", round, kind, plain, piped)
+			log.Printf("round %d  %-9s plaintext %10.0f req/s %5.2f µs CPU/req   pipelined %10.0f req/s %5.2f µs CPU/req",
+				round, kind, plain, plainCPU, piped, pipedCPU)
 		}
 	}
 	fmt.Printf("\n%d rounds of %d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n\n",
 		*rounds, int(duration.Seconds()), *conns, *depth, *idle, *pin)
 	fmt.Println("Medians over the rounds:")
 	fmt.Println()
-	fmt.Println("| server | plaintext req/s | pipelined req/s | RSS per idle conn |")
-	fmt.Println("| --- | --- | --- | --- |")
+	fmt.Println("| server | plaintext req/s | pipelined req/s | plaintext CPU/req | pipelined CPU/req | RSS per idle conn |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- |")
 	for _, kind := range names {
 		r := results[kind]
-		fmt.Printf("| %s | %.0f | %.0f | %.0f B |\n", kind, median(r.plain), median(r.piped), r.perConn)
+		fmt.Printf("| %s | %.0f | %.0f | %.2f µs | %.2f µs | %.0f B |\n", kind, median(r.plain), median(r.piped),
+			median(r.plainCPU), median(r.pipedCPU), r.perConn)
 	}
+	fmt.Println()
+	fmt.Println("CPU/req is the server process's own CPU time (user + system) over the requests wrk")
+	fmt.Println("completed: unlike req/s, it does not drop when other programs take the server's CPU.")
 	if y, ok := results["yieldio"]; ok {
 		fmt.Println()
 		fmt.Println("Ratios: the median of each round's ratio (the rounds' own in parentheses):")
@@ -105,6 +112,8 @@ func main() {
 			p := results[kind]
 			fmt.Printf("yieldio vs %s: plaintext %s, pipelined %s, idle memory %.2fx\n",
 				kind, ratios(y.plain, p.plain), ratios(y.piped, p.piped), y.perConn/p.perConn)
+			fmt.Printf("  CPU per request: plaintext %s, pipelined %s\n",
+				ratios(y.plainCPU, p.plainCPU), ratios(y.pipedCPU, p.pipedCPU))
 		}
 	}
 }
@@ -217,9 +226,40 @@ func (c *child) stop() {
 
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
-// runWrk runs wrk against url and returns its requests per second;
-// depth > 0 pipelines that many requests per write.
-func runWrk(url string, depth int) float64 {
+// run runs wrk against the child's url and returns the requests per
+// second and the child's CPU time (user + system) per request in µs.
+func (c *child) run(url string, depth int) (rps, cpuPerReq float64) {
+	before := cpuTime(c.pid)
+	rps, n := runWrk(url, depth)
+	used := cpuTime(c.pid) - before
+	return rps, float64(used.Microseconds()) / float64(n)
+}
+
+// cpuTime returns the CPU time (user + system) a process has used.
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// The command name, in parentheses, may hold spaces: count fields
+	// after its closing parenthesis (utime and stime are fields 14 and 15).
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		log.Fatalf("malformed /proc/%d/stat", pid)
+	}
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// clockTicks is the unit of /proc's CPU times (USER_HZ), 100 on Linux.
+const clockTicks = 100
+
+var requestsRe = regexp.MustCompile(`([0-9]+) requests in`)
+
+// runWrk runs wrk against url and returns its requests per second and the
+// requests it completed; depth > 0 pipelines that many requests per write.
+func runWrk(url string, depth int) (float64, int64) {
 	threads := 2
 	var args []string
 	if *pin {
@@ -258,7 +298,12 @@ request = function() return req end
 		log.Printf("wrk reported errors:\n%s", out)
 	}
 	v, _ := strconv.ParseFloat(string(m[1]), 64)
-	return v
+	n := requestsRe.FindSubmatch(out)
+	if n == nil {
+		log.Fatalf("no request count in wrk output:\n%s", out)
+	}
+	total, _ := strconv.ParseInt(string(n[1]), 10, 64)
+	return v, total
 }
 
 // idleCost opens idle keep-alive connections (each after one request) and
