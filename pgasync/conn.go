@@ -46,13 +46,23 @@ const (
 	// around it (a slow query would hold up everything behind it).
 	stallAfter = 2 * time.Millisecond
 	// batchPending and readYield: with at least batchPending requests in
-	// flight, the reader pauses readYield between reads (see readLoop).
-	// Measured on 2 cores (bench/pg): 40 µs takes read and write
-	// syscalls from about 1 to 0.3 per query and client CPU from 15-17 to
-	// 11-13 µs per query; the cost is at most that much latency, and only
-	// while the pipeline is deep.
+	// flight, the reader of a connection without a low-water mark (see
+	// below) pauses readYield between reads (see readLoop). Measured on 2
+	// cores (bench/pg): 40 µs takes read and write syscalls from about 1
+	// to 0.3 per query and client CPU from 15-17 to 11-13 µs per query;
+	// the cost is at most that much latency, and only while the pipeline
+	// is deep.
 	batchPending = 16
 	readYield    = 40 * time.Microsecond
+	// The receive low-water mark of a shared TCP connection (see
+	// setLowWater): each request in flight owes at least replyMinBytes
+	// (its ReadyForQuery); the mark moves in steps of lowWaterStep bytes,
+	// is off below one step, at most lowWaterMax, and is lowered once
+	// the reader has waited lowWaterDelay under it.
+	replyMinBytes = 6
+	lowWaterStep  = 128
+	lowWaterMax   = 16 << 10
+	lowWaterDelay = time.Millisecond
 )
 
 // A conn is one PostgreSQL connection on a loop. All of its state is
@@ -94,14 +104,25 @@ type conn struct {
 	// cancelsInFlight counts the CancelRequests of a pinned connection
 	// not yet acted on by the server; see held.
 	cancelsInFlight int
+
+	// sock is a descriptor of the socket of our own (-1: none), through
+	// which the reader sets the receive low-water mark; lowat is the mark
+	// set, and lowTimer lowers it (see setLowWater).
+	sock     int
+	lowat    int
+	lowTimer *fdpoll.Timer
 }
 
-func newConn(ls *loopState, nc *fdpoll.Conn, network, addr string, role connRole) *conn {
+// newConn wraps a connected socket; sock, if not -1, is a second
+// descriptor of it for the low-water mark, which the conn now owns.
+func newConn(ls *loopState, nc *fdpoll.Conn, sock int, network, addr string, role connRole) *conn {
 	return &conn{
 		ls: ls, nc: nc, rw: nc, role: role, network: network, addr: addr,
 		params: make(map[string]string),
 		stmts:  stmtCache{capacity: ls.p.cfg.StatementCacheCapacity},
 		rbuf:   make([]byte, readBufferSize),
+		sock:   sock,
+		lowat:  1, // the kernel's default
 	}
 }
 
@@ -486,7 +507,9 @@ func (c *conn) readLoop(ctx context.Context) error {
 				return nil
 			}
 		}
-		if c.load() >= batchPending {
+		if c.sock >= 0 {
+			c.setLowWater()
+		} else if c.load() >= batchPending {
 			// Many replies to come: pause before reading them. Meanwhile
 			// the loop runs the tasks the last replies woke and sends
 			// their next queries in one write, and replies gather in the
@@ -500,6 +523,65 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// setLowWater sets the socket's receive low-water mark before the reader
+// waits for more replies. With many requests in flight the server sends
+// their replies one by one, each in a write of its own; a reader woken by
+// every one of them (and a server paying for every wake-up) spends most of
+// its time waking up. The mark makes the kernel hold the replies back until
+// a batch has arrived: one wake-up and one read for the batch, and the tasks
+// it completes send their next queries in one write.
+//
+// The mark never asks for more than is sure to come — every request in
+// flight still owes at least its ReadyForQuery, less what is already
+// buffered — so the wait ends; and a timer lowers the mark once the reader
+// has waited lowWaterDelay, so replies that did arrive are not held behind
+// a slow query for longer than that.
+func (c *conn) setLowWater() {
+	want := 1
+	if n := replyMinBytes*(len(c.pending)-c.phead) - (c.w - c.r); n >= lowWaterStep {
+		want = min(n, lowWaterMax) &^ (lowWaterStep - 1)
+	}
+	if want != c.lowat {
+		if err := setRcvLowat(c.sock, want); err != nil {
+			// Not for this socket after all: pause between reads instead.
+			c.dropLowWater()
+			return
+		}
+		c.lowat = want
+	}
+	if want > 1 {
+		if d := c.ls.p.lowWaterDelay; c.lowTimer == nil {
+			c.lowTimer = c.ls.loop.AfterFunc(d, c.lowerWater)
+		} else {
+			c.lowTimer.Reset(d)
+		}
+	}
+}
+
+// lowerWater is the low-water timer: the reader has waited long enough,
+// so whatever has arrived is reported readable at once. It runs on the
+// loop.
+func (c *conn) lowerWater() {
+	if c.sock >= 0 && c.lowat > 1 {
+		if err := setRcvLowat(c.sock, 1); err != nil {
+			c.fail(c.lost("read", err))
+			return
+		}
+		c.lowat = 1
+	}
+}
+
+// dropLowWater closes the low-water descriptor and stops its timer.
+func (c *conn) dropLowWater() {
+	if c.lowTimer != nil {
+		c.lowTimer.Stop()
+	}
+	if c.sock >= 0 {
+		closeSock(c.sock)
+		c.sock = -1
+	}
 }
 
 // nextMsg takes the next complete message out of the read buffer; ok is
@@ -813,6 +895,7 @@ func (c *conn) fail(err error) {
 	}
 	c.dead, c.err = true, err
 	c.nc.Close()
+	c.dropLowWater()
 	sent := c.pending[c.phead:]
 	c.pending, c.phead = nil, 0
 	blocked := c.blocked

@@ -28,6 +28,13 @@
 // affect the others. Replies are matched to futures in order. A query made
 // outside the pool's loops is handed to a loop in a batch with others.
 //
+// The server sends each reply in a write of its own. So that the reader of
+// a busy connection is not woken for every one of them, on Linux a TCP
+// connection with many queries in flight raises its socket's receive
+// low-water mark (SO_RCVLOWAT): the kernel wakes the reader once a batch of
+// replies has arrived, or after a millisecond at most, and one read takes
+// them all.
+//
 // A query's whole result is read into the Rows its future completes with,
 // so a slow consumer never stalls the pipeline. (There is no streaming
 // alternative for queries; COPY TO streams, see CopyTo.)

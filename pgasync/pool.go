@@ -28,6 +28,8 @@ type Pool struct {
 	ctx    context.Context // cancelled by Close: ends connection attempts
 	cancel context.CancelFunc
 	maps   sync.Pool // *pgtype.Map for scanning off the loops
+
+	lowWaterDelay time.Duration // see conn.setLowWater; tests change it
 }
 
 // Open returns a pool for dsn (see ParseConfig). It does not connect: each
@@ -47,7 +49,7 @@ func OpenConfig(cfg *Config) (*Pool, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pool{cfg: cfg, group: cfg.Group}
+	p := &Pool{cfg: cfg, group: cfg.Group, lowWaterDelay: lowWaterDelay}
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.maps.New = func() any { return p.newTypeMap() }
 	p.loops = make([]*loopState, p.group.Len())

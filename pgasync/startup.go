@@ -65,15 +65,30 @@ func (ls *loopState) connectOne(ctx context.Context, t *pgconn.FallbackConfig, r
 	}
 	var errs []error
 	for _, a := range addrs {
-		nc, err := fdpoll.Await(ctx, ls.loop.Dial(ctx, network, a))
+		var nc *fdpoll.Conn
+		sock := -1
+		var err error
+		if network == "tcp" && role == roleShared {
+			// Pipelined: the reader batches replies with the socket's
+			// low-water mark (see conn.setLowWater).
+			nc, sock, err = dialLowWater(ctx, ls.loop, a)
+		} else {
+			nc, err = fdpoll.Await(ctx, ls.loop.Dial(ctx, network, a))
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		c := newConn(ls, nc, network, a, role)
+		c := newConn(ls, nc, sock, network, a, role)
 		if err := c.startup(ctx, t); err != nil {
+			c.dropLowWater()
 			nc.Close()
 			return nil, fmt.Errorf("%s: %w", a, err)
+		}
+		if c.rw != c.nc {
+			// TLS: the reader's reads go through crypto/tls, which reads
+			// records whole; the mark is left to plain connections.
+			c.dropLowWater()
 		}
 		ls.conns[c] = struct{}{}
 		ls.loop.Spawn(context.Background(), c.readLoop)
