@@ -51,6 +51,12 @@ type Loop struct {
 	closing bool
 	clean   bool // serve returned normally
 	done    chan struct{}
+
+	// crossRecent counts down the iterations since the loop last took
+	// work posted by other goroutines (see pollTimeout); yields counts
+	// the yields before parking, for tests.
+	crossRecent int
+	yields      int
 }
 
 // An item is a unit of work for the loop: start or wake a task, or call fn.
@@ -71,6 +77,15 @@ type fdOwner interface {
 // maxBatch bounds how many ready items one iteration runs before it polls
 // for I/O again, so tasks that keep waking each other cannot starve sockets.
 const maxBatch = 4096
+
+// crossWindow is how many iterations after the last one that took work
+// posted by another goroutine a loop still yields before parking (see
+// pollTimeout); yieldBelow is the timer wait short enough that yielding
+// beats parking.
+const (
+	crossWindow = 16
+	yieldBelow  = 20 * time.Microsecond
+)
 
 // maxIdleCoros bounds each loop's pool of finished coroutines.
 const maxIdleCoros = 1024
@@ -241,11 +256,20 @@ func (l *Loop) pollTimeout() time.Duration {
 		return 0
 	}
 	timeout := l.timerTimeout()
-	if timeout != 0 {
+	if timeout != 0 && (l.crossRecent > 0 || timeout > 0 && timeout <= yieldBelow) {
 		// About to park. A goroutine this loop just made runnable (an
 		// Await it completed, a channel it sent on) is likely to post
 		// work right back: let it run first, so that work is picked up
-		// without an eventfd write and a wake-up.
+		// without an eventfd write and a wake-up. A timer about to fire
+		// is also better met by yielding than by parking.
+		//
+		// Gosched is not free: it wakes another thread to look for work
+		// (with an idle P, the usual case when a loop is about to park)
+		// and that thread goes back to sleep, two futex calls. So a loop
+		// yields only while goroutines have posted work to it lately;
+		// one whose work all comes from its own tasks and sockets parks
+		// at once.
+		l.yields++
 		runtime.Gosched()
 		if l.head < len(l.runq) {
 			return 0
@@ -268,6 +292,11 @@ func (l *Loop) takePosted() {
 	batch := l.posted
 	l.posted = l.spare[:0]
 	l.mu.Unlock()
+	if len(batch) > 0 {
+		l.crossRecent = crossWindow
+	} else if l.crossRecent > 0 {
+		l.crossRecent--
+	}
 	l.runq = append(l.runq, batch...)
 	clear(batch)
 	l.spare = batch[:0]
