@@ -111,6 +111,8 @@ type conn struct {
 	sock     int
 	lowat    int
 	lowTimer *fdpoll.Timer
+
+	lastTag pgconn.CommandTag // the last CommandComplete, reused when repeated
 }
 
 // newConn wraps a connected socket; sock, if not -1, is a second

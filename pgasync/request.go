@@ -285,7 +285,7 @@ func (r *request) onMessage(c *conn, typ byte, body []byte) error {
 		}
 		return r.rows.addRow(body)
 	case 'C': // CommandComplete
-		tag, err := commandTag(body)
+		tag, err := commandTag(body, &c.lastTag)
 		if err != nil {
 			return err
 		}

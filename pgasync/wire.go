@@ -207,12 +207,22 @@ func splitDataRow(body []byte, vals [][]byte) [][]byte {
 	return vals
 }
 
-// commandTag decodes a CommandComplete ('C') body.
-func commandTag(body []byte) (pgconn.CommandTag, error) {
+// commandTag decodes a CommandComplete ('C') body. last, if not nil, is
+// the tag decoded before on the connection: a tag equal to it (a statement
+// run again, "SELECT 1" after "SELECT 1") is returned without allocating,
+// and a new one replaces it.
+func commandTag(body []byte, last *pgconn.CommandTag) (pgconn.CommandTag, error) {
 	if len(body) == 0 || body[len(body)-1] != 0 {
 		return pgconn.CommandTag{}, protocolErrorf("malformed CommandComplete")
 	}
-	return pgconn.NewCommandTag(string(body[:len(body)-1])), nil
+	b := body[:len(body)-1]
+	if last == nil {
+		return pgconn.NewCommandTag(string(b)), nil
+	}
+	if string(b) != last.String() {
+		*last = pgconn.NewCommandTag(string(b))
+	}
+	return *last, nil
 }
 
 // msgName names a backend message type for error messages.

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -63,10 +64,10 @@ func TestDecodersRejectMalformedInput(t *testing.T) {
 	if _, err := decodeParameterDescription([]byte{0, 2, 0, 0, 0, 23}); err == nil {
 		t.Fatal("short ParameterDescription accepted")
 	}
-	if tag, err := commandTag([]byte("INSERT 0 5\x00")); err != nil || tag.RowsAffected() != 5 {
+	if tag, err := commandTag([]byte("INSERT 0 5\x00"), nil); err != nil || tag.RowsAffected() != 5 {
 		t.Fatalf("CommandComplete: %v %v", tag, err)
 	}
-	if _, err := commandTag([]byte("INSERT")); err == nil {
+	if _, err := commandTag([]byte("INSERT"), nil); err == nil {
 		t.Fatal("CommandComplete without NUL accepted")
 	}
 	if _, err := pgError([]byte{'S', 'E'}); err == nil {
@@ -87,7 +88,8 @@ func FuzzDecoders(f *testing.F) {
 		if checkDataRow(b, -1) == nil {
 			splitDataRow(b, nil)
 		}
-		commandTag(b)
+		var last pgconn.CommandTag
+		commandTag(b, &last)
 		pgError(b)
 	})
 }
@@ -235,4 +237,24 @@ func mustEncode(t *testing.T, m pgproto3.FrontendMessage) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// A connection's repeated command tag is the last one again, without an
+// allocation; a different one replaces it.
+func TestCommandTagReused(t *testing.T) {
+	var last pgconn.CommandTag
+	body := []byte("SELECT 1\x00")
+	if tag, err := commandTag(body, &last); err != nil || tag.String() != "SELECT 1" || last.String() != "SELECT 1" {
+		t.Fatalf("first: %v %v (last %v)", tag, err, last)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		if tag, _ := commandTag(body, &last); tag.String() != "SELECT 1" {
+			t.Fatalf("repeated: %v", tag)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations for a repeated tag", n)
+	}
+	if tag, err := commandTag([]byte("UPDATE 3\x00"), &last); err != nil || tag.RowsAffected() != 3 || last.String() != "UPDATE 3" {
+		t.Fatalf("different: %v %v (last %v)", tag, err, last)
+	}
 }
