@@ -55,11 +55,14 @@ const (
 	batchPending = 16
 	readYield    = 40 * time.Microsecond
 	// The receive low-water mark of a shared TCP connection (see
-	// setLowWater): each request in flight owes at least replyMinBytes
-	// (its ReadyForQuery); the mark moves in steps of lowWaterStep bytes,
-	// is off below one step, at most lowWaterMax, and is lowered once
-	// the reader has waited lowWaterDelay under it.
-	replyMinBytes = 6
+	// setLowWater): each request in flight owes at least replyMinBytes,
+	// its ReadyForQuery (6 bytes) and a message before it (at least 5:
+	// BindComplete, ParseComplete, CloseComplete, CommandComplete,
+	// EmptyQueryResponse or ErrorResponse, whatever the request). The
+	// mark moves in steps of lowWaterStep bytes, is off below one step,
+	// is at most lowWaterMax, and is lowered once the reader has waited
+	// lowWaterDelay under it.
+	replyMinBytes = 11
 	lowWaterStep  = 128
 	lowWaterMax   = 16 << 10
 	lowWaterDelay = time.Millisecond
@@ -536,8 +539,8 @@ func (c *conn) readLoop(ctx context.Context) error {
 // it completes send their next queries in one write.
 //
 // The mark never asks for more than is sure to come — every request in
-// flight still owes at least its ReadyForQuery, less what is already
-// buffered — so the wait ends; and a timer lowers the mark once the reader
+// flight still owes at least replyMinBytes, less what is already buffered
+// — so the wait ends; and a timer lowers the mark once the reader
 // has waited lowWaterDelay, so replies that did arrive are not held behind
 // a slow query for longer than that.
 func (c *conn) setLowWater() {
