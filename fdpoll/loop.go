@@ -57,6 +57,8 @@ type Loop struct {
 	// the yields before parking, for tests.
 	crossRecent int
 	yields      int
+	// lastEvents is how many fds the last poll found ready.
+	lastEvents int
 }
 
 // An item is a unit of work for the loop: start or wake a task, or call fn.
@@ -81,10 +83,12 @@ const maxBatch = 4096
 // crossWindow is how many iterations after the last one that took work
 // posted by another goroutine a loop still yields before parking (see
 // pollTimeout); yieldBelow is the timer wait short enough that yielding
-// beats parking.
+// beats parking; busyEvents is the number of ready fds in the last poll
+// from which the loop counts as busy with socket traffic, and yields too.
 const (
 	crossWindow = 16
 	yieldBelow  = 20 * time.Microsecond
+	busyEvents  = 2
 )
 
 // maxIdleCoros bounds each loop's pool of finished coroutines.
@@ -220,6 +224,7 @@ func (l *Loop) serve() {
 		if err != nil {
 			panic(fmt.Sprintf("fdpoll: loop %d: %v", l.index, err))
 		}
+		l.lastEvents = n
 		for i := 0; i < n; i++ {
 			fd, ev, ok := l.poller.event(i)
 			if ok && fd < len(l.fds) && l.fds[fd] != nil {
@@ -256,7 +261,7 @@ func (l *Loop) pollTimeout() time.Duration {
 		return 0
 	}
 	timeout := l.timerTimeout()
-	if timeout != 0 && (l.crossRecent > 0 || timeout > 0 && timeout <= yieldBelow) {
+	if timeout != 0 && (l.crossRecent > 0 || l.lastEvents >= busyEvents || timeout > 0 && timeout <= yieldBelow) {
 		// About to park. A goroutine this loop just made runnable (an
 		// Await it completed, a channel it sent on) is likely to post
 		// work right back: let it run first, so that work is picked up
@@ -266,9 +271,13 @@ func (l *Loop) pollTimeout() time.Duration {
 		// Gosched is not free: it wakes another thread to look for work
 		// (with an idle P, the usual case when a loop is about to park)
 		// and that thread goes back to sleep, two futex calls. So a loop
-		// yields only while goroutines have posted work to it lately;
-		// one whose work all comes from its own tasks and sockets parks
-		// at once.
+		// yields only while goroutines have posted work to it lately, or
+		// while its last poll found several sockets ready: the moment's
+		// pause lets more of a busy server's requests arrive before the
+		// next poll (server plaintext under wrk: 16 -> 12.5 µs of CPU
+		// per request against parking at once). A loop whose work comes
+		// from one socket at a time and its own tasks (pgasync's reader
+		// behind its low-water mark) parks at once.
 		l.yields++
 		runtime.Gosched()
 		if l.head < len(l.runq) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A loop whose tasks wait only for its own timers (or sockets) parks
@@ -79,6 +81,73 @@ func TestLoopYieldsForATimerAboutToFire(t *testing.T) {
 		}
 		if n := l.yields - before; n < 25 {
 			t.Errorf("%d yields over 50 sleeps of 10µs", n)
+		}
+		return nil
+	})
+}
+
+// A loop whose last poll found several sockets ready is busy with traffic
+// that is likely to go on: it yields before parking, and the next poll
+// collects more at once (a server under load). One that found a single
+// socket ready parks at once.
+func TestLoopYieldsAfterABusyPoll(t *testing.T) {
+	g := newGroup(t, 1)
+	l := g.Loop(0)
+	var peers [2]int
+	var conns [2]*Conn
+	for i := range peers {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := l.NewConn(fds[0], "unix")
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers[i], conns[i] = fds[1], c
+		t.Cleanup(func() { c.Close(); unix.Close(fds[1]) })
+	}
+	inTask(t, l, func(ctx context.Context) error {
+		for range 2 * crossWindow {
+			if err := Sleep(ctx, 100*time.Microsecond); err != nil {
+				return err
+			}
+		}
+		buf := make([]byte, 8)
+		round := func(ready int) (int, error) {
+			before := l.yields
+			for i := range ready {
+				unix.Write(peers[i], []byte{1})
+			}
+			// The next poll finds the sockets readable; the loop then
+			// parks until the timer.
+			if err := Sleep(ctx, 200*time.Microsecond); err != nil {
+				return 0, err
+			}
+			for i := range ready {
+				if _, err := conns[i].Read(buf); err != nil {
+					return 0, err
+				}
+			}
+			return l.yields - before, nil
+		}
+		busy, quiet := 0, 0
+		for range 20 {
+			n, err := round(2)
+			if err != nil {
+				return err
+			}
+			busy += n
+			if n, err = round(1); err != nil {
+				return err
+			}
+			quiet += n
+		}
+		if busy < 10 {
+			t.Errorf("%d yields after 20 polls that found 2 sockets ready", busy)
+		}
+		if quiet > 5 {
+			t.Errorf("%d yields after 20 polls that found 1 socket ready", quiet)
 		}
 		return nil
 	})
