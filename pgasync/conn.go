@@ -62,10 +62,11 @@ const (
 	// mark moves in steps of lowWaterStep bytes, is off below one step,
 	// is at most lowWaterMax, and is lowered once the reader has waited
 	// lowWaterDelay under it.
-	replyMinBytes = 11
-	lowWaterStep  = 128
-	lowWaterMax   = 16 << 10
-	lowWaterDelay = time.Millisecond
+	replyMinBytes      = 11
+	readyForQueryBytes = 6
+	lowWaterStep       = 128
+	lowWaterMax        = 16 << 10
+	lowWaterDelay      = time.Millisecond
 )
 
 // A conn is one PostgreSQL connection on a loop. All of its state is
@@ -545,11 +546,20 @@ func (c *conn) readLoop(ctx context.Context) error {
 // a slow query for longer than that.
 func (c *conn) setLowWater() {
 	want := 1
-	if n := replyMinBytes*(len(c.pending)-c.phead) - (c.w - c.r); n >= lowWaterStep {
+	// The head request may already have had its first message read: it
+	// is sure to owe only its ReadyForQuery.
+	owed := replyMinBytes*(len(c.pending)-c.phead) - (replyMinBytes - readyForQueryBytes)
+	if n := owed - (c.w - c.r); n >= lowWaterStep {
 		want = min(n, lowWaterMax) &^ (lowWaterStep - 1)
 	}
 	if want != c.lowat {
 		if err := setRcvLowat(c.sock, want); err != nil {
+			if c.lowat > 1 {
+				// A raised mark that cannot be lowered again would hold
+				// replies back.
+				c.fail(c.lost("read", err))
+				return
+			}
 			// Not for this socket after all: pause between reads instead.
 			c.dropLowWater()
 			return

@@ -4,9 +4,11 @@ package pgasync
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 
 	"github.com/yieldio/yieldio/fdpoll"
 	"golang.org/x/sys/unix"
@@ -85,3 +87,25 @@ func setRcvLowat(sock, n int) error {
 }
 
 func closeSock(sock int) { unix.Close(sock) }
+
+// lowWaterWorks reports whether the kernel wakes a reader when its socket's
+// low-water mark is lowered under what is buffered, which the mark's timer
+// relies on: Linux 4.18 and later (tcp_set_rcvlowat). Older kernels keep
+// the read pause.
+var lowWaterWorks = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		return false
+	}
+	return kernelAtLeast(unix.ByteSliceToString(u.Release[:]), 4, 18)
+})
+
+// kernelAtLeast reports whether release ("6.1.0-18-amd64") is at least
+// major.minor.
+func kernelAtLeast(release string, major, minor int) bool {
+	var ma, mi int
+	if _, err := fmt.Sscanf(release, "%d.%d", &ma, &mi); err != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
+}

@@ -18,4 +18,7 @@ func dialLowWater(ctx context.Context, l *fdpoll.Loop, addr string) (*fdpoll.Con
 
 func setRcvLowat(sock, n int) error { return nil }
 
+// lowWaterWorks reports whether the receive low-water mark is used.
+func lowWaterWorks() bool { return false }
+
 func closeSock(sock int) {}

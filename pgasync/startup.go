@@ -68,7 +68,7 @@ func (ls *loopState) connectOne(ctx context.Context, t *pgconn.FallbackConfig, r
 		var nc *fdpoll.Conn
 		sock := -1
 		var err error
-		if network == "tcp" && role == roleShared {
+		if network == "tcp" && role == roleShared && lowWaterWorks() {
 			// Pipelined: the reader batches replies with the socket's
 			// low-water mark (see conn.setLowWater).
 			nc, sock, err = dialLowWater(ctx, ls.loop, a)
