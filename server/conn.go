@@ -322,6 +322,10 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 		// The response stays with its writer, which says ErrHijacked.
 		return false
 	}
+	// The handler returned: its writer is dead from now on. finish may
+	// suspend (draining an unread body), and a goroutine the handler left
+	// behind must not write, flush or hijack meanwhile.
+	rw.done.Store(true)
 	if c.body != nil && !w.wroteHeader {
 		var tooBig *http.MaxBytesError
 		if errors.As(c.body.Err(), &tooBig) {
@@ -331,7 +335,6 @@ func (c *conn) serveRequest(ctx context.Context, h *head) bool {
 	}
 	c.watchGen++ // disarm the disconnect watch
 	w.finish()
-	rw.done.Store(true)
 	// Deadlines set for this request, by ReadTimeout or by the handler
 	// through http.ResponseController, end with it.
 	if w.setDeadline || c.tlsc != nil {

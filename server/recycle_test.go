@@ -207,3 +207,45 @@ func TestLeftoverWriterDoesNotReachNextResponse(t *testing.T) {
 		t.Errorf("third response: %q", bodies)
 	}
 }
+
+// A handler that does not read its request body returns; the server then
+// drains the body, waiting for the client's rest of it. A goroutine the
+// handler left behind writes during that wait: the write is refused and
+// nothing of it reaches the connection.
+func TestLeftoverWriterDuringBodyDrain(t *testing.T) {
+	returned := make(chan struct{})
+	wrote := make(chan error, 1)
+	ts := start(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost {
+			go func() {
+				<-returned
+				time.Sleep(100 * time.Millisecond) // the server is draining by now
+				_, err := w.Write([]byte("forged"))
+				wrote <- err
+			}()
+			defer close(returned)
+		}
+		io.WriteString(w, "ok")
+	}))
+	c, err := net.DialTimeout("tcp", ts.addr, testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+	var werr error
+	select {
+	case werr = <-wrote:
+	case <-time.After(testTimeout):
+		t.Fatal("the leftover goroutine did not write")
+	}
+	io.WriteString(c, "67890")
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	resps, bodies, _ := readResponsesN(t, c, 2, 200*time.Millisecond)
+	if werr == nil {
+		t.Error("a write after the handler returned succeeded")
+	}
+	if len(resps) != 2 || bodies[0] != "ok" || bodies[1] != "ok" {
+		t.Errorf("responses %d, bodies %q; want two \"ok\"", len(resps), bodies)
+	}
+}
