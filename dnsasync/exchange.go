@@ -10,7 +10,9 @@ import (
 
 // Exchange sends m, which must hold exactly one question, through the same
 // machinery as the lookups: the configured servers with failover and
-// attempts, a fresh random ID and source port for every try, EDNS0 (added
+// attempts, a fresh random ID for every try (on the UDP sockets the
+// lookups use, or one of its own when m advertises a larger buffer than
+// Config.UDPSize), EDNS0 (added
 // when m has no OPT record; dropped again if a server answers FORMERR),
 // and TCP when the reply is truncated. The cache, the hosts file and the
 // search list are not used, and CNAME records are not followed.

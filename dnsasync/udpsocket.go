@@ -3,6 +3,8 @@ package dnsasync
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -35,6 +37,7 @@ type udpSocket struct {
 	server string
 	// waiting maps an ID to the query awaiting its reply.
 	waiting map[uint16]*udpQuery
+	bufSize int  // the reader's buffer: one byte more than any reply allowed
 	users   int  // exchanges using the socket: it closes when none is left
 	sent    int  // exchanges that have used it
 	retired bool // no new query may use it
@@ -69,8 +72,13 @@ func (r *Resolver) loopSockets(l *fdpoll.Loop) *udpSockets {
 // on, and its connection: the loop's shared one if it may take another
 // query, else a new one. Unless it fails, the caller must release the
 // socket when its try is over.
-func (r *Resolver) acquireUDP(cl call, server string) (*udpSocket, *fdpoll.Conn, error) {
+func (r *Resolver) acquireUDP(cl call, server string, maxSize int) (*udpSocket, *fdpoll.Conn, error) {
 	ls := r.loopSockets(cl.l)
+	if maxSize > r.s.udpSize {
+		// A raw Exchange advertising a larger buffer than the resolver's:
+		// a socket of its own, whose reader can take such a reply.
+		ls = nil
+	}
 	var s *udpSocket
 	if ls != nil {
 		s = ls.byServer[server]
@@ -82,6 +90,7 @@ func (r *Resolver) acquireUDP(cl call, server string) (*udpSocket, *fdpoll.Conn,
 			dialed:  cl.l.Dial(context.Background(), "udp", server),
 			server:  server,
 			waiting: make(map[uint16]*udpQuery),
+			bufSize: max(r.s.udpSize, maxSize) + 1,
 		}
 		if ls != nil {
 			if ls.byServer == nil {
@@ -124,14 +133,28 @@ func (s *udpSocket) send(r *Resolver, c *fdpoll.Conn, q *dns.Msg, wire []byte, m
 	uq := &udpQuery{q: q, maxSize: maxSize}
 	s.waiting[q.Id] = uq
 	if _, err := c.Write(wire); err != nil {
-		// A send fails for what the socket met: above all, the ICMP "port
-		// unreachable" that an earlier query to the server caused shows
-		// here (ECONNREFUSED), once, and not to the reader. It concerns
-		// every query on the socket.
-		s.fail(err)
+		if socketError(err) {
+			// The ICMP error an earlier query to the server caused (port
+			// or host unreachable) shows in the next send or read, once:
+			// here, and not to the reader. It concerns every query on
+			// the socket.
+			s.fail(err)
+		} else {
+			// This datagram's own failure (too large, no buffer space, a
+			// firewall rule): the other queries go on.
+			s.forget(q.Id, uq)
+		}
 		return nil, err
 	}
 	return uq, nil
+}
+
+// socketError reports whether err, from a send on a connected UDP socket,
+// is an error the socket stored from an ICMP message, which concerns every
+// datagram sent to the server rather than the one being sent.
+func socketError(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || errors.Is(err, syscall.EHOSTDOWN)
 }
 
 // fail ends every query waiting on s with err, and s with them.
@@ -204,8 +227,8 @@ func (s *udpSocket) readReplies(r *Resolver) func(context.Context) error {
 		bp := r.bufs.Get().(*[]byte)
 		defer r.bufs.Put(bp)
 		buf := *bp
-		if want := r.s.udpSize + 1; len(buf) < want {
-			buf = make([]byte, want)
+		if len(buf) < s.bufSize {
+			buf = make([]byte, s.bufSize)
 		}
 		for {
 			n, err := c.Read(buf)
@@ -245,7 +268,7 @@ func (s *udpSocket) deliver(r *Resolver, b []byte) {
 // the first datagram that answers q, or an error when the deadline, or
 // cl's context, ends first. maxSize is the size q advertises.
 func (r *Resolver) exchangeUDP(cl call, server string, q *dns.Msg, wire []byte, maxSize int, deadline time.Time) (*dns.Msg, error) {
-	s, c, err := r.acquireUDP(cl, server)
+	s, c, err := r.acquireUDP(cl, server, maxSize)
 	if err != nil {
 		return nil, ctxOr(cl.ctx, err)
 	}

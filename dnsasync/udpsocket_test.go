@@ -209,13 +209,13 @@ func TestSharedSocketIDsUnique(t *testing.T) {
 	l := g.Loop(0)
 	inTask(t, l, func(ctx context.Context) {
 		cl := call{ctx: ctx, l: l}
-		s, c, err := r.acquireUDP(cl, srv.Addr)
+		s, c, err := r.acquireUDP(cl, srv.Addr, 1232)
 		if err != nil {
 			t.Error(err)
 			return
 		}
 		defer s.release()
-		s2, c2, err := r.acquireUDP(cl, srv.Addr)
+		s2, c2, err := r.acquireUDP(cl, srv.Addr, 1232)
 		if err != nil {
 			t.Error(err)
 			return
@@ -271,7 +271,7 @@ func TestSharedSocketRefusedOnSend(t *testing.T) {
 	l := g.Loop(0)
 	inTask(t, l, func(ctx context.Context) {
 		cl := call{ctx: ctx, l: l}
-		s, c, err := r.acquireUDP(cl, closed)
+		s, c, err := r.acquireUDP(cl, closed, 1232)
 		if err != nil {
 			t.Error(err)
 			return
@@ -293,6 +293,65 @@ func TestSharedSocketRefusedOnSend(t *testing.T) {
 		}
 		if _, err := u1.reply.Result(); !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("first query: %v, want ECONNREFUSED at once", err)
+		}
+	})
+}
+
+// TestExchangeLargerBuffer: an Exchange advertising a larger EDNS0 buffer
+// than the resolver's gets a reply of that size, even while a lookup's
+// query (with the resolver's smaller buffer) is in flight to the server.
+func TestExchangeLargerBuffer(t *testing.T) {
+	srv, r, g := faultResolver(t, func(c *Config) { c.Timeout = shortTimeout })
+	srv.SetHandler(dnstest.Delay(50*time.Millisecond, dnstest.Answer))
+	inTask(t, g.Loop(0), func(ctx context.Context) {
+		small := new(dns.Msg)
+		small.SetQuestion(dnstest.Host+".", dns.TypeA)
+		big := new(dns.Msg)
+		big.SetQuestion(dnstest.BigTXT+".", dns.TypeTXT)
+		big.SetEdns0(8192, false) // the reply is about 4.5 KB
+		fs := r.Exchange(ctx, small)
+		fb := r.Exchange(ctx, big)
+		reply, err := fdpoll.Await(ctx, fb)
+		switch {
+		case err != nil:
+			t.Errorf("Exchange with an 8192-byte buffer: %v", err)
+		case reply.Len() <= DefaultUDPSize || len(reply.Answer) != dnstest.BigTXTCount:
+			t.Errorf("reply of %d bytes with %d records, want over %d bytes and %d records", reply.Len(), len(reply.Answer), DefaultUDPSize, dnstest.BigTXTCount)
+		}
+		if _, err := fdpoll.Await(ctx, fs); err != nil {
+			t.Errorf("the other query: %v", err)
+		}
+	})
+	if udp, tcp := srv.Count(); udp != 2 || tcp != 0 {
+		t.Errorf("queries: %d UDP, %d TCP; want 2 and 0", udp, tcp)
+	}
+}
+
+// TestSharedSocketOwnSendError: a datagram that fails on its own (too
+// large for UDP) fails its query alone; another query waiting on the same
+// socket still gets its answer.
+func TestSharedSocketOwnSendError(t *testing.T) {
+	srv, r, g := faultResolver(t, nil)
+	srv.SetHandler(dnstest.Delay(100*time.Millisecond, dnstest.Answer))
+	inTask(t, g.Loop(0), func(ctx context.Context) {
+		small := new(dns.Msg)
+		small.SetQuestion(dnstest.Host+".", dns.TypeA)
+		huge := new(dns.Msg)
+		huge.SetQuestion(dnstest.Host+".", dns.TypeAAAA)
+		for len(huge.Extra) < 258 { // about 65,520 bytes: packs, but exceeds a UDP datagram
+			huge.Extra = append(huge.Extra, &dns.TXT{
+				Hdr: dns.RR_Header{Name: fmt.Sprintf("x%d.", len(huge.Extra)), Rrtype: dns.TypeTXT, Class: dns.ClassINET},
+				Txt: []string{strings.Repeat("a", 240)},
+			})
+		}
+		fs := r.Exchange(ctx, small)
+		fh := r.Exchange(ctx, huge)
+		if _, err := fdpoll.Await(ctx, fh); err == nil || !strings.Contains(err.Error(), syscall.EMSGSIZE.Error()) {
+			t.Errorf("oversized query: %v, want %q", err, syscall.EMSGSIZE.Error())
+		}
+		reply, err := fdpoll.Await(ctx, fs)
+		if err != nil || len(reply.Answer) == 0 {
+			t.Errorf("the other query: %v, %v", reply, err)
 		}
 	})
 }
