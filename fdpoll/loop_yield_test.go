@@ -16,16 +16,12 @@ func TestLoopParksWithoutYieldWhenNoGoroutinePosts(t *testing.T) {
 	l := g.Loop(0)
 	inTask(t, l, func(ctx context.Context) error {
 		// The task itself was posted by this goroutine: let that pass.
-		for range 2 * crossWindow {
-			if err := Sleep(ctx, 100*time.Microsecond); err != nil {
-				return err
-			}
+		if err := sleepTimes(ctx, 2*crossWindow, 100*time.Microsecond); err != nil {
+			return err
 		}
 		before := l.yields
-		for range 50 {
-			if err := Sleep(ctx, 100*time.Microsecond); err != nil {
-				return err
-			}
+		if err := sleepTimes(ctx, 50, 100*time.Microsecond); err != nil {
+			return err
 		}
 		if n := l.yields - before; n != 0 {
 			t.Errorf("%d yields over 50 sleeps on loop timers", n)
@@ -68,16 +64,13 @@ func TestLoopYieldsForATimerAboutToFire(t *testing.T) {
 	g := newGroup(t, 1)
 	l := g.Loop(0)
 	inTask(t, l, func(ctx context.Context) error {
-		for range 2 * crossWindow {
-			if err := Sleep(ctx, 100*time.Microsecond); err != nil {
-				return err
-			}
+		// The task itself was posted: let that pass.
+		if err := sleepTimes(ctx, 2*crossWindow, 100*time.Microsecond); err != nil {
+			return err
 		}
 		before := l.yields
-		for range 50 {
-			if err := Sleep(ctx, 10*time.Microsecond); err != nil {
-				return err
-			}
+		if err := sleepTimes(ctx, 50, 10*time.Microsecond); err != nil {
+			return err
 		}
 		if n := l.yields - before; n < 25 {
 			t.Errorf("%d yields over 50 sleeps of 10µs", n)
@@ -108,10 +101,9 @@ func TestLoopYieldsAfterABusyPoll(t *testing.T) {
 		t.Cleanup(func() { c.Close(); unix.Close(fds[1]) })
 	}
 	inTask(t, l, func(ctx context.Context) error {
-		for range 2 * crossWindow {
-			if err := Sleep(ctx, 100*time.Microsecond); err != nil {
-				return err
-			}
+		// The task itself was posted: let that pass.
+		if err := sleepTimes(ctx, 2*crossWindow, 100*time.Microsecond); err != nil {
+			return err
 		}
 		buf := make([]byte, 8)
 		round := func(ready int) (int, error) {
@@ -151,4 +143,14 @@ func TestLoopYieldsAfterABusyPoll(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// sleepTimes sleeps n times for d on the task's loop timers.
+func sleepTimes(ctx context.Context, n int, d time.Duration) error {
+	for range n {
+		if err := Sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	return nil
 }
