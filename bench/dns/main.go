@@ -38,7 +38,8 @@ var (
 	rounds  = flag.Int("rounds", 9, "rounds")
 	names   = flag.Int("names", 100, "distinct names in the cached scenario")
 	single  = flag.Int("single", 1000000, "cached lookups in the one-at-a-time measurement")
-	only    = flag.String("only", "", "run one scenario only: uncached, cached or single")
+	full    = flag.Int("fullnames", 12500, "names looked up to fill the cache (of the default size) before the one-at-a-time measurement with a full cache")
+	only    = flag.String("only", "", "run one scenario only: uncached, cached, single or full")
 	profile = flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 )
 
@@ -189,8 +190,79 @@ func run() error {
 		return nil
 	}
 
-	fmt.Println("\n## One cached lookup at a time, from one goroutine")
-	return oneAtATime(cachedRes, goRes)
+	if *only == "" || *only == "single" {
+		fmt.Println("\n## One cached lookup at a time, from one goroutine")
+		if err := oneAtATime(cachedRes, goRes); err != nil {
+			return err
+		}
+	}
+	if *only == "" || *only == "full" {
+		fmt.Printf("\n## One cached lookup at a time, from one goroutine, cache full (%d other names looked up first, cache size %d)\n", *full, dnsasync.DefaultCacheSize)
+		return fullCache(g, newResolver(0))
+	}
+	return nil
+}
+
+// fullCache fills r's cache with *full names, more than it keeps, then
+// measures single cached lookups of one name as oneAtATime does.
+func fullCache(g *fdpoll.Group, r *dnsasync.Resolver) error {
+	fill := func(i int) string { return fmt.Sprintf("full%d.%s", i, dnstest.Wild) }
+	if failed := inTasks(g, *full, fill, func(ctx context.Context, host string) error {
+		_, err := fdpoll.Await(ctx, r.LookupHost(ctx, host))
+		return err
+	}); failed > 0 {
+		return fmt.Errorf("filling the cache: %d lookups failed", failed)
+	}
+	ctx := context.Background()
+	host := cachedName(0)
+	if _, err := fdpoll.Await(ctx, r.LookupHost(ctx, host)); err != nil {
+		return err
+	}
+	ds, allocs, err := cachedSingles(r, host)
+	if err != nil {
+		return err
+	}
+	fmt.Println()
+	fmt.Println("| Peer | per lookup | allocs/lookup |")
+	fmt.Println("| --- | ---: | ---: |")
+	fmt.Printf("| dnsasync, cached LookupHost + Await, full cache | %.0f ns (median of %d rounds of %d; rounds: %s) | %.1f |\n",
+		medianF(ds), *rounds, *single, fmtList(ds), allocs)
+	return nil
+}
+
+// measureEach runs fn n times and returns the time per call and the
+// allocations per call.
+func measureEach(n int, fn func()) (time.Duration, float64) {
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	start := time.Now()
+	for range n {
+		fn()
+	}
+	el := time.Since(start)
+	runtime.ReadMemStats(&after)
+	return el / time.Duration(n), float64(after.Mallocs-before.Mallocs) / float64(n)
+}
+
+// cachedSingles times *single cached lookups of host by r, one at a time,
+// in each of *rounds rounds: the times per lookup of each round and the
+// allocations per lookup.
+func cachedSingles(r *dnsasync.Resolver, host string) ([]float64, float64, error) {
+	ctx := context.Background()
+	var addrs []netip.Addr
+	var err error
+	var ds []float64
+	var allocs float64
+	for range *rounds {
+		d, a := measureEach(*single, func() { addrs, err = fdpoll.Await(ctx, r.LookupHost(ctx, host)) })
+		if err != nil || len(addrs) != 2 {
+			return nil, 0, fmt.Errorf("cached lookup: %v %v", addrs, err)
+		}
+		ds = append(ds, float64(d))
+		allocs = a
+	}
+	return ds, allocs, nil
 }
 
 func cachedName(i int) string { return fmt.Sprintf("c%d.%s", i, dnstest.Wild) }
@@ -309,31 +381,11 @@ func processCPU() time.Duration {
 func oneAtATime(r *dnsasync.Resolver, goRes *net.Resolver) error {
 	ctx := context.Background()
 	host := cachedName(0)
-	var addrs []netip.Addr
-	var err error
-	measure := func(n int, fn func()) (time.Duration, float64) {
-		runtime.GC()
-		var before, after runtime.MemStats
-		runtime.ReadMemStats(&before)
-		start := time.Now()
-		for range n {
-			fn()
-		}
-		el := time.Since(start)
-		runtime.ReadMemStats(&after)
-		return el / time.Duration(n), float64(after.Mallocs-before.Mallocs) / float64(n)
+	ds, allocs, err := cachedSingles(r, host)
+	if err != nil {
+		return err
 	}
-	var ds []float64
-	var allocs float64
-	for range *rounds {
-		d, a := measure(*single, func() { addrs, err = fdpoll.Await(ctx, r.LookupHost(ctx, host)) })
-		if err != nil || len(addrs) != 2 {
-			return fmt.Errorf("cached lookup: %v %v", addrs, err)
-		}
-		ds = append(ds, float64(d))
-		allocs = a
-	}
-	gd, ga := measure(2000, func() { addrs, err = goRes.LookupNetIP(ctx, "ip", host) })
+	gd, ga := measureEach(2000, func() { _, err = goRes.LookupNetIP(ctx, "ip", host) })
 	if err != nil {
 		return err
 	}
