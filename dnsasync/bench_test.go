@@ -3,6 +3,9 @@ package dnsasync
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 
@@ -73,6 +76,140 @@ func BenchmarkCachedLookupHostInTask(b *testing.B) {
 	}
 }
 
+// fullCacheNames is how many other names BenchmarkCachedFullCache looks up
+// first: more than DefaultCacheSize, so that the cache is full and evicts.
+const fullCacheNames = DefaultCacheSize * 5 / 4
+
+// fillCache looks up n distinct names under dnstest.Wild (an A and an AAAA
+// record each), 64 at a time, so that r's cache holds real answers.
+func fillCache(b *testing.B, r *Resolver, n int) {
+	b.Helper()
+	ctx := context.Background()
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		next int
+		fail error
+	)
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				if _, err := fdpoll.Await(ctx, r.LookupHost(ctx, fmt.Sprintf("f%d.%s", i, dnstest.Wild))); err != nil {
+					mu.Lock()
+					fail = err
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if fail != nil {
+		b.Fatal(fail)
+	}
+}
+
+// BenchmarkCachedFullCache is a cached LookupHost, as in
+// BenchmarkCachedLookupHost and BenchmarkCachedLookupHostInTask, with the
+// cache full: fullCacheNames other names were looked up first, as in a
+// process that has resolved many names. The cache's maps, the live heap and
+// the collector's work per cycle are at their largest. "one" asks for one
+// name over and over; "spread" for 1,000 cached names in turn, whose
+// entries are not all in the processor's caches.
+func BenchmarkCachedFullCache(b *testing.B) {
+	srv := dnstest.Fault(b)
+	r, g := benchResolver(b, srv.Addr, nil)
+	ctx := context.Background()
+	fillCache(b, r, fullCacheNames)
+	if n := r.cache.len(); n < DefaultCacheSize*9/10 {
+		b.Fatalf("the cache holds %d names, want about %d", n, DefaultCacheSize)
+	}
+	spread := make([]string, 1000)
+	for i := range spread {
+		// The names looked up last: still cached.
+		spread[i] = fmt.Sprintf("f%d.%s", fullCacheNames-1-i, dnstest.Wild)
+	}
+	if _, err := fdpoll.Await(ctx, r.LookupHost(ctx, dnstest.Host)); err != nil {
+		b.Fatal(err)
+	}
+	one := func(int) (string, int) { return dnstest.Host, 4 }
+	many := func(i int) (string, int) { return spread[i%len(spread)], 2 }
+	for _, c := range []struct {
+		name string
+		host func(int) (string, int)
+		task bool
+	}{
+		{"one/goroutine", one, false},
+		{"one/task", one, true},
+		{"spread/goroutine", many, false},
+		{"spread/task", many, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			// A miss would show as a query and many allocations.
+			before, _ := srv.Count()
+			loop := func(ctx context.Context) error {
+				i := 0
+				for b.Loop() {
+					host, want := c.host(i)
+					i++
+					if addrs, err := fdpoll.Await(ctx, r.LookupHost(ctx, host)); err != nil || len(addrs) != want {
+						return fmt.Errorf("%s: %v %v", host, addrs, err)
+					}
+				}
+				return nil
+			}
+			b.ReportAllocs()
+			var err error
+			if c.task {
+				_, err = fdpoll.Await(ctx, g.Loop(0).Spawn(ctx, loop))
+			} else {
+				err = loop(ctx)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			if after, _ := srv.Count(); after != before {
+				b.Fatalf("%d queries during the benchmark: a cached name was missed", after-before)
+			}
+		})
+	}
+}
+
+// BenchmarkCachedBigHostsFile is BenchmarkCachedLookupHost with a hosts
+// file of 50,000 names (as ad-blocking lists are), none of them the name
+// looked up: what checking the hosts file first costs.
+func BenchmarkCachedBigHostsFile(b *testing.B) {
+	srv := dnstest.Fault(b)
+	path := filepath.Join(b.TempDir(), "hosts")
+	var hosts strings.Builder
+	for i := range 50000 {
+		fmt.Fprintf(&hosts, "0.0.0.0 ads%d.example.net\n", i)
+	}
+	if err := os.WriteFile(path, []byte(hosts.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	r, _ := benchResolver(b, srv.Addr, func(c *Config) { c.HostsFile = path })
+	ctx := context.Background()
+	if _, err := fdpoll.Await(ctx, r.LookupHost(ctx, dnstest.Host)); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if addrs, err := fdpoll.Await(ctx, r.LookupHost(ctx, dnstest.Host)); err != nil || len(addrs) != 4 {
+			b.Fatal(addrs, err)
+		}
+	}
+}
+
 // BenchmarkCachedLookupHostParallel is cached lookups from GOMAXPROCS
 // goroutines at once, of a few names: how much the cache's locks cost
 // under contention.
@@ -99,9 +236,9 @@ func BenchmarkCachedLookupHostParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkCacheGet is the cache's hit path alone (one shard lock), and
-// BenchmarkUnlockedMapGet the floor a per-loop cache without a lock would
-// have: their difference is what sharing the cache across loops costs.
+// BenchmarkCacheGet is the cache's hit path alone (a hash and the shard's
+// table, read without a lock), and BenchmarkUnlockedMapGet a plain map
+// read by one goroutine, for comparison.
 func BenchmarkCacheGet(b *testing.B) {
 	c := newCache(DefaultCacheSize)
 	k := cacheKey{"host.example.test", dns.TypeA}
@@ -117,13 +254,13 @@ func BenchmarkCacheGet(b *testing.B) {
 }
 
 func BenchmarkUnlockedMapGet(b *testing.B) {
-	m := map[string]*nameEntry{}
+	m := map[string]*cachedAnswer{}
 	k := "host.example.test"
-	m[k] = &nameEntry{a: typeSlot{ans: &answer{}, expires: monoNow() + 3600e9}}
+	m[k] = &cachedAnswer{ans: &answer{}, expires: monoNow() + 3600e9}
 	now := monoNow()
 	b.ReportAllocs()
 	for b.Loop() {
-		if e := m[k]; e == nil || e.a.expires <= now {
+		if e := m[k]; e == nil || e.expires <= now {
 			b.Fatal("miss")
 		}
 	}

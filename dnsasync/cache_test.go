@@ -278,3 +278,184 @@ func TestCacheSharding(t *testing.T) {
 		t.Errorf("cache holds %d answers, want about %d", n, DefaultCacheSize)
 	}
 }
+
+// putName caches an A answer for name, valid until expires, without a
+// flight.
+func putName(c *cache, name string, qtype uint16, ans *answer, expires int64) {
+	h := hashName(name)
+	s := c.shard(h)
+	s.mu.Lock()
+	s.put(cacheKey{name, qtype}, h, ans, expires)
+	s.mu.Unlock()
+}
+
+// checkTable verifies a shard's index against its ring: every entry of the
+// ring is found, nothing else is in the table, and the table is at most
+// half full.
+func checkTable(t *testing.T, s *cacheShard) {
+	t.Helper()
+	tab := s.table.Load()
+	n := 0
+	for i := range tab.slots {
+		if tab.slots[i].Load() != nil {
+			n++
+		}
+	}
+	if n != len(s.ring) {
+		t.Fatalf("table holds %d entries, ring %d", n, len(s.ring))
+	}
+	if 2*n > len(tab.slots) {
+		t.Fatalf("table of %d slots holds %d entries", len(tab.slots), n)
+	}
+	for i, e := range s.ring {
+		if e.slot != i {
+			t.Fatalf("entry %q at ring slot %d says %d", e.name, i, e.slot)
+		}
+		if got := s.find(e.name, e.hash); got != e {
+			t.Fatalf("entry %q not found in the table", e.name)
+		}
+	}
+}
+
+// TestCacheTable churns one shard through insertions, evictions (deletions
+// with backward shifts in the table) and growth, and checks the table
+// after each step; evicted names must be gone.
+func TestCacheTable(t *testing.T) {
+	c := newCache(100)
+	if len(c.shards) != 1 {
+		t.Fatalf("%d shards", len(c.shards))
+	}
+	s := &c.shards[0]
+	far := monoNow() + int64(time.Hour)
+	in := map[string]bool{}
+	for i := range 2000 {
+		name := fmt.Sprintf("n%d.example", i%700)
+		putName(c, name, dns.TypeA, &answer{}, far)
+		s.mu.Lock()
+		checkTable(t, s)
+		in = map[string]bool{}
+		for _, e := range s.ring {
+			in[e.name] = true
+		}
+		s.mu.Unlock()
+		if !in[name] {
+			t.Fatalf("%s not cached after put", name)
+		}
+	}
+	if len(in) != 100 {
+		t.Fatalf("%d names cached, want 100", len(in))
+	}
+	for i := range 700 {
+		name := fmt.Sprintf("n%d.example", i)
+		if got := c.get(cacheKey{name, dns.TypeA}, monoNow()) != nil; got != in[name] {
+			t.Errorf("%s: cached %v, in the ring %v", name, got, in[name])
+		}
+	}
+}
+
+// TestCacheExpiresAtTTL checks the boundary of an answer's life with the
+// time given explicitly: valid before its expiry, not at it.
+func TestCacheExpiresAtTTL(t *testing.T) {
+	c := newCache(DefaultCacheSize)
+	const name = "host.example.test"
+	a, aaaa, mx := &answer{}, &answer{}, &answer{}
+	putName(c, name, dns.TypeA, a, 1000)
+	putName(c, name, dns.TypeAAAA, aaaa, 2000)
+	putName(c, name, dns.TypeMX, mx, 3000)
+	var as answers
+	if !c.getAll(name, hashName(name), typesIP[:], 999, &as) || as[0] != a || as[1] != aaaa {
+		t.Errorf("at 999: %v, want both answers", as)
+	}
+	if c.getAll(name, hashName(name), typesIP[:], 1000, &as) {
+		t.Error("at 1000: the A answer is still served")
+	}
+	if !c.getAll(name, hashName(name), typesIP6[:], 1999, &as) || as[0] != aaaa {
+		t.Error("at 1999: no AAAA answer")
+	}
+	if got := c.get(cacheKey{name, dns.TypeMX}, 2999); got != mx {
+		t.Errorf("MX at 2999: %v", got)
+	}
+	if got := c.get(cacheKey{name, dns.TypeMX}, 3000); got != nil {
+		t.Errorf("MX at 3000: %v, want none", got)
+	}
+	// A newer answer replaces the old one.
+	a2 := &answer{}
+	putName(c, name, dns.TypeA, a2, 5000)
+	if got := c.get(cacheKey{name, dns.TypeA}, 4000); got != a2 {
+		t.Errorf("after replacing: %v", got)
+	}
+}
+
+// TestCacheConcurrentReaders has readers look names up without the lock
+// while writers replace their answers and evict them (a small cache, many
+// names) and answers expire. Every answer names the name and the expiry it
+// was stored with, so a reader would notice an answer of another name, an
+// A and an AAAA answer of different names, or an expired answer: what a
+// torn read would give. Run it with -race.
+func TestCacheConcurrentReaders(t *testing.T) {
+	c := newCache(32)
+	const names = 96
+	name := func(i int) string { return fmt.Sprintf("n%d.example", i) }
+	// answer.server carries the name, answer.ttl the expiry.
+	mk := func(n string, expires int64) *answer { return &answer{server: n, ttl: time.Duration(expires)} }
+	ops := 20000
+	if testing.Short() {
+		ops = 2000
+	}
+	var writers, readers sync.WaitGroup
+	stop := make(chan struct{})
+	var hits [4]int
+	for w := range 2 {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range ops {
+				n := name((i*7 + w*13) % names)
+				// Some answers expire at once, some soon, some later.
+				exp := monoNow() + int64(i%3)*int64(50*time.Microsecond)
+				putName(c, n, dns.TypeA, mk(n, exp), exp)
+				putName(c, n, dns.TypeAAAA, mk(n, exp), exp)
+				putName(c, n, dns.TypeMX, mk(n, exp), exp)
+			}
+		}()
+	}
+	for r := range 4 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				n := name((i*5 + r) % names)
+				now := monoNow()
+				var as answers
+				if c.getAll(n, hashName(n), typesIP[:], now, &as) {
+					hits[r]++
+					for _, a := range as {
+						if a.server != n || int64(a.ttl) <= now {
+							t.Errorf("lookup of %s at %d: answer of %s expiring at %d", n, now, a.server, int64(a.ttl))
+							return
+						}
+					}
+				}
+				if a := c.get(cacheKey{n, dns.TypeMX}, now); a != nil && (a.server != n || int64(a.ttl) <= now) {
+					t.Errorf("MX of %s at %d: answer of %s expiring at %d", n, now, a.server, int64(a.ttl))
+					return
+				}
+			}
+		}()
+	}
+	writers.Wait()
+	close(stop)
+	readers.Wait()
+	s := &c.shards[0]
+	s.mu.Lock()
+	checkTable(t, s)
+	s.mu.Unlock()
+	if hits[0]+hits[1]+hits[2]+hits[3] == 0 {
+		t.Error("no reader ever hit: the test tests nothing")
+	}
+}

@@ -3,6 +3,7 @@ package dnsasync
 import (
 	"bytes"
 	"io"
+	"math/bits"
 	"net/netip"
 	"os"
 	"strings"
@@ -22,6 +23,13 @@ type hostsTable struct {
 	addrs     map[string][]netip.Addr // by name, resolver form
 	canonical map[string]string       // name -> first name of its line
 	names     map[netip.Addr][]string // by address, resolver form
+
+	// filter has bit hashName(name)>>filterShift set for every name of
+	// addrs (at least 8 bits per name): most names that are not listed
+	// are told so without a lookup in addrs, from the hash a lookup has
+	// computed already.
+	filter      []uint64
+	filterShift uint
 }
 
 // hostsFile is a hosts file kept up to date: a lookup that finds the last
@@ -64,11 +72,14 @@ func newHostsFile(path string) *hostsFile {
 	return h
 }
 
-// lookup returns the addresses listed for name.
-func (h *hostsFile) lookup(name string, now int64) []netip.Addr {
+// lookup returns the addresses listed for name, whose hashName is hash.
+func (h *hostsFile) lookup(name string, hash uint64, now int64) []netip.Addr {
 	h.maybeCheck(now)
 	t := h.table.Load()
 	if len(t.addrs) == 0 {
+		return nil
+	}
+	if b := hash >> t.filterShift; t.filter[b/64]&(1<<(b%64)) == 0 {
 		return nil
 	}
 	return t.addrs[name]
@@ -186,6 +197,16 @@ func parseHosts(data []byte) *hostsTable {
 				t.names[addr] = append(t.names[addr], name)
 			}
 		}
+	}
+	nbits := 64
+	for nbits < 8*len(t.addrs) {
+		nbits *= 2
+	}
+	t.filter = make([]uint64, nbits/64)
+	t.filterShift = uint(64 - bits.Len(uint(nbits-1)))
+	for name := range t.addrs {
+		b := hashName(name) >> t.filterShift
+		t.filter[b/64] |= 1 << (b % 64)
 	}
 	return t
 }
