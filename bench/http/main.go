@@ -47,6 +47,7 @@ var (
 	idle      = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
 	kinds     = flag.String("servers", "yieldio,nethttp,fasthttp", "servers to compare")
 	pin       = flag.Bool("pin", runtime.NumCPU() >= 2, "pin the server to CPU 0 (GOMAXPROCS=1) and wrk to the rest")
+	serverCPU = flag.Float64("server-cpu", 0, "limit each server to this fraction of one CPU with a cgroup quota (root, Linux); 0: no limit")
 )
 
 const hello = "Hello, World!"
@@ -64,7 +65,16 @@ func main() {
 	type result struct {
 		plain, piped       []float64 // req/s, one per round
 		plainCPU, pipedCPU []float64 // server CPU per request (µs), one per round
+		plainWrk, pipedWrk []float64 // wrk's CPU use (share of its CPUs), one per round
 		perConn            float64
+	}
+	if *serverCPU > 0 {
+		lim, err := newCPULimit(*serverCPU)
+		if err != nil {
+			log.Fatalf("-server-cpu: %v", err)
+		}
+		defer lim.remove()
+		limit = lim
 	}
 	results := map[string]*result{}
 	names := strings.Split(*kinds, ",")
@@ -75,32 +85,39 @@ func main() {
 		for _, kind := range names {
 			s := startChild(kind)
 			r := results[kind]
-			plain, plainCPU := s.run(s.url+"/plaintext", 0)
-			piped, pipedCPU := s.run(s.url+"/plaintext", *depth)
+			plain, plainCPU, plainWrk := s.run(s.url+"/plaintext", 0)
+			piped, pipedCPU, pipedWrk := s.run(s.url+"/plaintext", *depth)
 			r.plain, r.piped = append(r.plain, plain), append(r.piped, piped)
 			r.plainCPU, r.pipedCPU = append(r.plainCPU, plainCPU), append(r.pipedCPU, pipedCPU)
+			r.plainWrk, r.pipedWrk = append(r.plainWrk, plainWrk), append(r.pipedWrk, pipedWrk)
 			if round == 1 {
 				r.perConn = idleCost(s)
 			}
 			s.stop()
-			log.Printf("round %d  %-9s plaintext %10.0f req/s %5.2f µs CPU/req   pipelined %10.0f req/s %5.2f µs CPU/req",
-				round, kind, plain, plainCPU, piped, pipedCPU)
+			log.Printf("round %d  %-9s plaintext %10.0f req/s %5.2f µs CPU/req (wrk busy %3.0f%%)   pipelined %10.0f req/s %5.2f µs CPU/req (wrk busy %3.0f%%)",
+				round, kind, plain, plainCPU, 100*plainWrk, piped, pipedCPU, 100*pipedWrk)
 		}
 	}
-	fmt.Printf("\n%d rounds of %d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n\n",
+	fmt.Printf("\n%d rounds of %d-second wrk runs, %d connections, pipelining depth %d; %d idle connections; pinned: %v\n",
 		*rounds, int(duration.Seconds()), *conns, *depth, *idle, *pin)
+	if *serverCPU > 0 {
+		fmt.Printf("each server limited to %.2f of one CPU (cgroup quota)\n", *serverCPU)
+	}
+	fmt.Println()
 	fmt.Println("Medians over the rounds:")
 	fmt.Println()
-	fmt.Println("| server | plaintext req/s | pipelined req/s | plaintext CPU/req | pipelined CPU/req | RSS per idle conn |")
-	fmt.Println("| --- | --- | --- | --- | --- | --- |")
+	fmt.Println("| server | plaintext req/s | pipelined req/s | plaintext CPU/req | pipelined CPU/req | wrk busy (plaintext, pipelined) | RSS per idle conn |")
+	fmt.Println("| --- | --- | --- | --- | --- | --- | --- |")
 	for _, kind := range names {
 		r := results[kind]
-		fmt.Printf("| %s | %.0f | %.0f | %.2f µs | %.2f µs | %.0f B |\n", kind, median(r.plain), median(r.piped),
-			median(r.plainCPU), median(r.pipedCPU), r.perConn)
+		fmt.Printf("| %s | %.0f | %.0f | %.2f µs | %.2f µs | %.0f%%, %.0f%% | %.0f B |\n", kind, median(r.plain), median(r.piped),
+			median(r.plainCPU), median(r.pipedCPU), 100*median(r.plainWrk), 100*median(r.pipedWrk), r.perConn)
 	}
 	fmt.Println()
 	fmt.Println("CPU/req is the server process's own CPU time (user + system) over the requests wrk")
 	fmt.Println("completed: unlike req/s, it does not drop when other programs take the server's CPU.")
+	fmt.Println("wrk busy is wrk's own CPU time over the time its CPUs were given: near 100%, wrk, not")
+	fmt.Println("the server, sets req/s, and req/s ratios between servers say little (see -server-cpu).")
 	if y, ok := results["yieldio"]; ok {
 		fmt.Println()
 		fmt.Println("Ratios: the median of each round's ratio (the rounds' own in parentheses):")
@@ -198,6 +215,12 @@ func startChild(kind string) *child {
 	if err := cmd.Start(); err != nil {
 		log.Fatal(err)
 	}
+	if limit != nil {
+		if err := limit.add(cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			log.Fatalf("-server-cpu: %v", err)
+		}
+	}
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		log.Fatalf("%s did not start: %v", kind, err)
@@ -227,12 +250,13 @@ func (c *child) stop() {
 var rpsRe = regexp.MustCompile(`Requests/sec:\s+([0-9.]+)`)
 
 // run runs wrk against the child's url and returns the requests per
-// second and the child's CPU time (user + system) per request in µs.
-func (c *child) run(url string, depth int) (rps, cpuPerReq float64) {
+// second, the child's CPU time (user + system) per request in µs, and how
+// busy wrk kept its CPUs (0 to 1).
+func (c *child) run(url string, depth int) (rps, cpuPerReq, wrkBusy float64) {
 	before := cpuTime(c.pid)
-	rps, n := runWrk(url, depth)
+	rps, n, wrkBusy := runWrk(url, depth)
 	used := cpuTime(c.pid) - before
-	return rps, float64(used.Microseconds()) / float64(n)
+	return rps, float64(used.Microseconds()) / float64(n), wrkBusy
 }
 
 // cpuTime returns the CPU time (user + system) a process has used.
@@ -257,9 +281,10 @@ const clockTicks = 100
 
 var requestsRe = regexp.MustCompile(`([0-9]+) requests in`)
 
-// runWrk runs wrk against url and returns its requests per second and the
-// requests it completed; depth > 0 pipelines that many requests per write.
-func runWrk(url string, depth int) (float64, int64) {
+// runWrk runs wrk against url and returns its requests per second, the
+// requests it completed and how busy it kept its CPUs (its CPU time over
+// run time × threads); depth > 0 pipelines that many requests per write.
+func runWrk(url string, depth int) (float64, int64, float64) {
 	threads := 2
 	var args []string
 	if *pin {
@@ -286,10 +311,12 @@ request = function() return req end
 		args = append(args, "-s", script.Name())
 	}
 	args = append(args, url)
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	cmd := exec.Command(args[0], args[1:]...) // taskset execs wrk: one process
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		log.Fatalf("wrk: %v\n%s", err, out)
 	}
+	busy := float64(cmd.ProcessState.UserTime()+cmd.ProcessState.SystemTime()) / float64(*duration) / float64(threads)
 	m := rpsRe.FindSubmatch(out)
 	if m == nil {
 		log.Fatalf("no Requests/sec in wrk output:\n%s", out)
@@ -303,7 +330,7 @@ request = function() return req end
 		log.Fatalf("no request count in wrk output:\n%s", out)
 	}
 	total, _ := strconv.ParseInt(string(n[1]), 10, 64)
-	return v, total
+	return v, total, busy
 }
 
 // idleCost opens idle keep-alive connections (each after one request) and
