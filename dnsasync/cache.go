@@ -281,7 +281,8 @@ func (c *cache) get(k cacheKey, now int64) *answer {
 
 // getAll looks up name, of hash h, for every type of qtypes and reports
 // whether all were cached and valid at now. It takes no lock, and it may
-// miss an entry that a writer is moving.
+// miss an entry that a writer is moving. The types are read one by one, so
+// an answer of one type may be older than another's (both valid).
 func (c *cache) getAll(name string, h uint64, qtypes []uint16, now int64, out *answers) bool {
 	e := c.shard(h).find(name, h)
 	if e == nil {
@@ -371,20 +372,29 @@ func (s *cacheShard) put(k cacheKey, h uint64, ans *answer, expires int64) {
 
 // evict returns the entry under the CLOCK hand, which the caller replaces:
 // the first one that is expired or was not used since the hand last passed
-// it.
+// it. Hits set reference bits without the shard's lock, so readers can keep
+// setting them behind the hand; after two full turns the hand takes the
+// entry it is on, used or not, so that eviction (and the lock it holds) is
+// bounded.
 func (s *cacheShard) evict() *nameEntry {
+	e, _ := s.evictCounting()
+	return e
+}
+
+// evictCounting is evict, also reporting how many entries the hand passed.
+func (s *cacheShard) evictCounting() (*nameEntry, int) {
 	now := monoNow()
-	for {
+	for steps := 1; ; steps++ {
 		e := s.ring[s.hand]
 		s.hand++
 		if s.hand == len(s.ring) {
 			s.hand = 0
 		}
-		if e.ref.Load() && e.live(now) {
+		if steps <= 2*len(s.ring) && e.ref.Load() && e.live(now) {
 			e.ref.Store(false)
 			continue
 		}
-		return e
+		return e, steps
 	}
 }
 

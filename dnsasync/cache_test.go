@@ -279,7 +279,7 @@ func TestCacheSharding(t *testing.T) {
 	}
 }
 
-// putName caches an A answer for name, valid until expires, without a
+// putName caches an answer of qtype for name, valid until expires, without a
 // flight.
 func putName(c *cache, name string, qtype uint16, ans *answer, expires int64) {
 	h := hashName(name)
@@ -457,5 +457,100 @@ func TestCacheConcurrentReaders(t *testing.T) {
 	s.mu.Unlock()
 	if hits[0]+hits[1]+hits[2]+hits[3] == 0 {
 		t.Error("no reader ever hit: the test tests nothing")
+	}
+}
+
+// TestEvictBoundedUnderHits checks that the CLOCK hand stops after two
+// turns even while lock-free hits keep setting the reference bits behind
+// it: eviction holds the shard's lock, so it must not run for as long as
+// readers keep the entries hot.
+func TestEvictBoundedUnderHits(t *testing.T) {
+	c := newCache(4)
+	const names = 4
+	name := func(i int) string { return fmt.Sprintf("hot%d.example", i) }
+	exp := monoNow() + int64(time.Hour)
+	for i := range names {
+		putName(c, name(i), dns.TypeA, &answer{ttl: time.Hour}, exp)
+	}
+	s := c.shard(hashName(name(0)))
+	if len(s.ring) != names {
+		t.Fatalf("ring of %d entries, want %d in one shard", len(s.ring), names)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				for _, e := range s.ring { // the ring is not changed meanwhile
+					e.ref.Store(true)
+				}
+			}
+		}()
+	}
+	most := 0
+	for range 20000 {
+		s.mu.Lock()
+		_, steps := s.evictCounting()
+		s.mu.Unlock()
+		most = max(most, steps)
+	}
+	close(stop)
+	wg.Wait()
+	if most > 2*names+1 {
+		t.Errorf("the hand passed %d entries in one eviction, want at most %d (two turns and one)", most, 2*names+1)
+	}
+}
+
+// TestCacheReadersDuringGrowth runs lock-free readers while fresh caches
+// fill up, so that their probes overlap the table being replaced by a
+// bigger one (and, past the limit, eviction's deletions): a reader must only
+// ever find the name it asks for, and never index out of its table.
+func TestCacheReadersDuringGrowth(t *testing.T) {
+	rounds := 200
+	if testing.Short() {
+		rounds = 20
+	}
+	const names = 600
+	name := func(i int) string { return fmt.Sprintf("g%d.example", i) }
+	exp := monoNow() + int64(time.Hour)
+	for range rounds {
+		c := newCache(250)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for r := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := r; ; i += 3 {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					n := name(i % names)
+					var as answers
+					if c.getAll(n, hashName(n), typesIP4[:], exp-1, &as) && as[0].server != n {
+						t.Errorf("lookup of %s: answer of %s", n, as[0].server)
+						return
+					}
+				}
+			}()
+		}
+		for i := range names {
+			n := name(i)
+			putName(c, n, dns.TypeA, &answer{server: n, ttl: time.Hour}, exp)
+		}
+		close(stop)
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
 	}
 }

@@ -88,6 +88,28 @@ func TestCoarseClockLapses(t *testing.T) {
 	}
 }
 
+// TestCoarseClockLatePublish checks that a reading published late (its
+// goroutine was descheduled between reading the clock and publishing, and
+// a newer reading came and went meanwhile) is replaced by a current one
+// before it serves lookups for a period.
+func TestCoarseClockLatePublish(t *testing.T) {
+	c := newCoarseClock(10 * time.Millisecond)
+	defer c.timer.Stop()
+	now := int64(time.Hour)
+	readings := []int64{now - int64(50*time.Millisecond), now} // the stale one, then the clock
+	c.clock = func() int64 {
+		r := readings[0]
+		if len(readings) > 1 {
+			readings = readings[1:]
+		}
+		return r
+	}
+	c.read()
+	if got := c.now.Load(); got != now {
+		t.Fatalf("published reading %d, want the current one %d (a late reading stayed)", got, now)
+	}
+}
+
 // TestCachedResultSize checks that a cached lookup returns its addresses in
 // one allocation of the smallest size for their number: 96 bytes for one
 // address, 112 for two, 160 for four.
