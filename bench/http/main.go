@@ -44,7 +44,7 @@ var (
 	rounds    = flag.Int("rounds", 3, "rounds: each runs every server in turn, so that they share the machine's noise")
 	conns     = flag.Int("conns", 256, "wrk connections")
 	depth     = flag.Int("pipeline", 16, "pipelining depth")
-	idle      = flag.Int("idle", 10000, "idle keep-alive connections for the memory test")
+	idle      = flag.Int("idle", 10000, "idle keep-alive connections for the memory test; 0: no memory test")
 	kinds     = flag.String("servers", "yieldio,nethttp,fasthttp", "servers to compare")
 	pin       = flag.Bool("pin", runtime.NumCPU() >= 2, "pin the server to CPU 0 (GOMAXPROCS=1) and wrk to the rest")
 	serverCPU = flag.Float64("server-cpu", 0, "limit each server to this fraction of one CPU with a cgroup quota (root, Linux); 0: no limit")
@@ -90,7 +90,7 @@ func main() {
 			r.plain, r.piped = append(r.plain, plain), append(r.piped, piped)
 			r.plainCPU, r.pipedCPU = append(r.plainCPU, plainCPU), append(r.pipedCPU, pipedCPU)
 			r.plainWrk, r.pipedWrk = append(r.plainWrk, plainWrk), append(r.pipedWrk, pipedWrk)
-			if round == 1 {
+			if round == 1 && *idle > 0 {
 				r.perConn = idleCost(s)
 			}
 			s.stop()
