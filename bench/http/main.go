@@ -127,8 +127,12 @@ func main() {
 				continue
 			}
 			p := results[kind]
-			fmt.Printf("yieldio vs %s: plaintext %s, pipelined %s, idle memory %.2fx\n",
-				kind, ratios(y.plain, p.plain), ratios(y.piped, p.piped), y.perConn/p.perConn)
+			mem := "not measured"
+			if *idle > 0 {
+				mem = fmt.Sprintf("%.2fx", y.perConn/p.perConn)
+			}
+			fmt.Printf("yieldio vs %s: plaintext %s, pipelined %s, idle memory %s\n",
+				kind, ratios(y.plain, p.plain), ratios(y.piped, p.piped), mem)
 			fmt.Printf("  CPU per request: plaintext %s, pipelined %s\n",
 				ratios(y.plainCPU, p.plainCPU), ratios(y.pipedCPU, p.pipedCPU))
 		}
