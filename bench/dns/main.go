@@ -222,12 +222,18 @@ func fullCache(g *fdpoll.Group, r *dnsasync.Resolver) error {
 	if err != nil {
 		return err
 	}
+	printSingles("dnsasync, cached LookupHost + Await, full cache", ds, allocs)
+	return nil
+}
+
+// printSingles starts a table of one-at-a-time figures with dnsasync's row:
+// the median time per lookup over the rounds ds, and allocs per lookup.
+func printSingles(label string, ds []float64, allocs float64) {
 	fmt.Println()
 	fmt.Println("| Peer | per lookup | allocs/lookup |")
 	fmt.Println("| --- | ---: | ---: |")
-	fmt.Printf("| dnsasync, cached LookupHost + Await, full cache | %.0f ns (median of %d rounds of %d; rounds: %s) | %.1f |\n",
-		medianF(ds), *rounds, *single, fmtList(ds), allocs)
-	return nil
+	fmt.Printf("| %s | %.0f ns (median of %d rounds of %d; rounds: %s) | %.1f |\n",
+		label, medianF(ds), *rounds, *single, fmtList(ds), allocs)
 }
 
 // measureEach runs fn n times and returns the time per call and the
@@ -389,11 +395,7 @@ func oneAtATime(r *dnsasync.Resolver, goRes *net.Resolver) error {
 	if err != nil {
 		return err
 	}
-	fmt.Println()
-	fmt.Println("| Peer | per lookup | allocs/lookup |")
-	fmt.Println("| --- | ---: | ---: |")
-	fmt.Printf("| dnsasync, cached LookupHost + Await | %.0f ns (median of %d rounds of %d; rounds: %s) | %.1f |\n",
-		medianF(ds), *rounds, *single, fmtList(ds), allocs)
+	printSingles("dnsasync, cached LookupHost + Await", ds, allocs)
 	fmt.Printf("| net.Resolver.LookupNetIP (no cache: asks NSD) | %v | %.1f |\n", gd, ga)
 	return nil
 }
